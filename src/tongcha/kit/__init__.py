@@ -1,0 +1,1 @@
+"""Shared pieces every feature uses: settings, database, errors, clock, digests."""

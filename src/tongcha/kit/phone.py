@@ -1,0 +1,72 @@
+"""Mainland mobile numbers: parsed with ``phonenumbers``, kept as 11-digit integers."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+from tongcha.kit.errors import InvalidArgument
+
+# phonenumbers' own pattern for mainland mobile numbers, compiled once: the common
+# shapes (+86 and 11 digits, or 11 bare digits) are checked against it without the
+# cost of a full parse; anything else goes through phonenumbers.parse.
+MOBILE_PATTERN: str = phonenumbers.PhoneMetadata.metadata_for_region("CN").mobile.national_number_pattern  # type: ignore[union-attr]
+_MOBILE = re.compile(f"(?:{MOBILE_PATTERN})")
+_FAST = re.compile(r"(?:\+86)?(1\d{10})")
+
+
+class InvalidNumber(InvalidArgument):
+    pass
+
+
+@lru_cache(maxsize=1)
+def mobile_prefix_table() -> npt.NDArray[np.bool_]:
+    """Whether each 6-digit prefix 100000..199999 starts a valid mobile number.
+
+    Derived from phonenumbers' pattern, whose constraints all sit in the first six
+    digits; the assertion keeps that true if the metadata ever changes shape.
+    """
+    table = np.zeros(200_000, dtype=np.bool_)
+    for prefix in range(100_000, 200_000):
+        low = _MOBILE.fullmatch(f"{prefix}00000") is not None
+        assert low == (_MOBILE.fullmatch(f"{prefix}99999") is not None), "mobile pattern is not prefix-only"
+        table[prefix] = low
+    return table
+
+
+def parse_mobile(raw: object) -> int:
+    """Return the 11-digit national number, or raise ``InvalidNumber``."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str):
+        raise InvalidNumber("number must be a string in E.164 form, like +8613800138000")
+    fast = _FAST.fullmatch(raw)
+    if fast is not None:
+        national = fast.group(1)
+        if _MOBILE.fullmatch(national) is None:
+            raise InvalidNumber("number is not a mainland China mobile number")
+        return int(national)
+    try:
+        parsed = phonenumbers.parse(raw, "CN")
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber("number is not a phone number") from None
+    if parsed.country_code != 86 or not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber("number is not a mainland China mobile number")
+    if phonenumbers.number_type(parsed) not in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        raise InvalidNumber("number is not a mainland China mobile number")
+    return int(str(parsed.national_number))
+
+
+def e164(number: int) -> str:
+    return f"+86{number}"
+
+
+def masked(number: int) -> str:
+    """What a citizen's page shows: +86 138****8000."""
+    s = str(number)
+    return f"+86 {s[:3]}****{s[-4:]}"

@@ -1,0 +1,55 @@
+"""Settings from the environment (``TONGCHA_*``), checked before anything starts."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The development secret is public (it is in this file): it keys the identity digests,
+# so a hub that uses it outside development would hand out guessable digests.
+DEV_SECRET = "tongcha-development-secret-do-not-use-in-production"
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised when settings are unsafe for the environment they run in."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TONGCHA_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "production"] = "dev"
+    database_url: str = Field(default="sqlite:///tongcha.db")
+    # Keys the holder/kyc/tail/number digests (HMAC-SHA-256). Rotating means adding a
+    # new version: digests carry the version they were made with.
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    secret_key_version: int = 1
+    timezone: str = "Asia/Shanghai"
+    default_quarantine_days: int = 90
+    # How far ahead of the hub's clock an event may be stamped (carriers' clocks drift).
+    clock_skew_seconds: int = 300
+    ingest_chunk_size: int = 20_000
+    # How often an API process pulls ledger changes into its in-memory index.
+    index_refresh_seconds: float = 1.0
+    check_log_flush_ms: float = 2.0
+    log_level: str = "INFO"
+    data_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret(self) -> Settings:
+        if self.env != "dev" and self.secret_key.get_secret_value() == DEV_SECRET:
+            raise InsecureSettingsError(
+                f"TONGCHA_SECRET_KEY is the built-in development secret; set a real one "
+                f"before running with TONGCHA_ENV={self.env}"
+            )
+        if self.env != "dev" and len(self.secret_key.get_secret_value()) < 32:
+            raise InsecureSettingsError("TONGCHA_SECRET_KEY must be at least 32 characters")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

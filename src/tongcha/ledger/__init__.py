@@ -1,0 +1,1 @@
+"""The number ledger: who held each number, and when."""

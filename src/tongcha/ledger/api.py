@@ -1,0 +1,220 @@
+"""Ledger routes: carriers send events; platforms ask whether numbers changed hands."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from typing import IO, Any
+
+import orjson
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+
+from tongcha.kit.errors import (
+    OutOfRange,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+    responses,
+)
+from tongcha.kit.phone import parse_mobile
+from tongcha.ledger import service
+from tongcha.ledger.batch import BatchChecker
+from tongcha.ledger.parse import json_array_events, ndjson_events
+from tongcha.ledger.schemas import (
+    CamaraCheckIn,
+    CamaraCheckOut,
+    CarrierEventIn,
+    IngestOut,
+    ReassignmentOut,
+)
+from tongcha.ledger.tasks import BatchBlock, CheckRecord
+from tongcha.web.deps import CarrierCaller, HubDep, IndexDep, PlatformCaller
+from tongcha.web.state import HubState
+
+router = APIRouter()
+
+MAX_JSON_BODY = 64 << 20
+SPOOL_IN_MEMORY = 16 << 20
+
+
+async def _spool(request: Request, limit: int | None = None) -> IO[bytes]:
+    """The body, in memory while small and on disk beyond: batches may be any size."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if limit is not None and size > limit:
+            spool.close()
+            raise PayloadTooLarge(f"a JSON array body is limited to {limit >> 20} MiB; send application/x-ndjson")
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+@router.post(
+    "/carrier/v1/events",
+    response_model=IngestOut,
+    tags=["carrier"],
+    summary="Send number lifecycle events (JSON array or NDJSON stream)",
+    responses=responses(Unauthenticated, PayloadTooLarge, UnsupportedMediaType),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": CarrierEventIn.model_json_schema()}},
+                "application/x-ndjson": {"schema": {"type": "string", "description": "one event object per line"}},
+            },
+            "required": True,
+        }
+    },
+)
+async def post_events(request: Request, caller: CarrierCaller, state: HubDep) -> Response:
+    media = _media_type(request)
+    if media not in ("application/json", "application/x-ndjson", "application/jsonl"):
+        raise UnsupportedMediaType("send application/json (an array) or application/x-ndjson")
+    body = await _spool(request, MAX_JSON_BODY if media == "application/json" else None)
+    try:
+        result = await run_in_threadpool(_ingest, state, caller.party_id, body, media)
+    finally:
+        body.close()
+    return Response(orjson.dumps(result.as_dict()), media_type="application/json")
+
+
+def _ingest(state: HubState, carrier_id: int, body: IO[bytes], media: str) -> service.IngestResult:
+    from tongcha.ledger.models import Carrier
+
+    events: Any = json_array_events(body.read()) if media == "application/json" else ndjson_events(body)
+    with state.sessions() as session, session.begin():
+        carrier = session.get(Carrier, carrier_id)
+        if carrier is None:
+            raise Unauthenticated("the carrier of this credential no longer exists")
+        result = service.ingest(session, carrier, events, clock=state.clock, settings=state.settings, source="api")
+    # This process answers checks too: let them see the change at once.
+    with state.sessions() as session:
+        state.index().refresh(session)
+    return result
+
+
+@router.get(
+    "/platform/v1/reassignments/{number}",
+    response_model=ReassignmentOut,
+    tags=["platform"],
+    summary="Has this number changed hands since the given day?",
+    responses=responses(Unauthenticated, OutOfRange),
+)
+async def get_reassignment(
+    number: str,
+    caller: PlatformCaller,
+    state: HubDep,
+    index: IndexDep,
+    since: str = Query(description="RFC 3339 full-date, e.g. 2024-01-31"),
+) -> Response:
+    parsed = parse_mobile(number)
+    day = service.parse_since(since, service.today_in(state.settings, state.clock))
+    ans = service.answer(parsed, day, *index.lookup(parsed))
+    await _log_check(state, caller.party_id, ans, "single")
+    return Response(orjson.dumps(ans.as_dict()), media_type="application/json")
+
+
+async def _log_check(state: HubState, platform_id: int, ans: service.Answer, channel: str) -> None:
+    record = CheckRecord(platform_id, ans.number, ans.since, ans.result, channel, state.clock.now())
+    await asyncio.wrap_future(state.checklog.record(record))
+
+
+@router.post(
+    "/number-recycling/v0.2/check",
+    response_model=CamaraCheckOut,
+    tags=["platform"],
+    summary="CAMARA Number Recycling: has the number been recycled since the date?",
+    responses=responses(Unauthenticated, OutOfRange),
+)
+async def camara_check(
+    caller: PlatformCaller, state: HubDep, index: IndexDep, body: CamaraCheckIn = Body()
+) -> Response:
+    parsed = parse_mobile(body.phoneNumber)
+    day = service.parse_since(body.specifiedDate, service.today_in(state.settings, state.clock))
+    ans = service.answer(parsed, day, *index.lookup(parsed))
+    await _log_check(state, caller.party_id, ans, "camara")
+    recycled = service.camara_recycled(ans)
+    return Response(orjson.dumps({"phoneNumberRecycled": recycled}), media_type="application/json")
+
+
+@router.post(
+    "/platform/v1/reassignments:batch",
+    tags=["platform"],
+    summary="Batch check: CSV or NDJSON of number,since rows in; the same rows with result out",
+    responses=responses(Unauthenticated, UnsupportedMediaType),
+    response_class=StreamingResponse,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "text/csv": {"schema": {"type": "string", "example": "number,since\n+8613800138000,2024-01-31\n"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+            "required": True,
+        }
+    },
+)
+async def post_batch(request: Request, caller: PlatformCaller, state: HubDep, index: IndexDep) -> StreamingResponse:
+    media = _media_type(request)
+    fmt = {"text/csv": "csv", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}.get(media)
+    if fmt is None:
+        raise UnsupportedMediaType("send text/csv or application/x-ndjson")
+    body = await _spool(request)
+    checker = BatchChecker(index, service.today_in(state.settings, state.clock), fmt)
+    batch_id = await run_in_threadpool(_new_batch, state, caller.party_id)
+
+    def produce() -> Iterator[bytes]:
+        try:
+            for block in checker.run(_read_chunks(body)):
+                for checked in checker.blocks:
+                    state.checklog.record_block(
+                        BatchBlock(
+                            caller.party_id,
+                            batch_id,
+                            state.clock.now(),
+                            checked.numbers,
+                            checked.since_days,
+                            checked.results,
+                        )
+                    )
+                checker.blocks.clear()
+                yield block
+        finally:
+            body.close()
+            _finish_batch(state, batch_id, checker.stats.rows, checker.stats.invalid)
+
+    async def stream() -> AsyncIterator[bytes]:
+        async for block in iterate_in_threadpool(produce()):
+            yield block
+
+    media_out = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return StreamingResponse(stream(), media_type=media_out, headers={"x-batch-id": str(batch_id)})
+
+
+def _read_chunks(body: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := body.read(size):
+        yield chunk
+
+
+def _new_batch(state: HubState, platform_id: int) -> int:
+    from tongcha.ledger import repository as repo
+
+    with state.sessions() as session, session.begin():
+        return repo.new_batch(session, platform_id, state.clock.now()).id
+
+
+def _finish_batch(state: HubState, batch_id: int, rows: int, invalid: int) -> None:
+    from tongcha.ledger.models import ReassignmentBatch
+
+    with state.sessions() as session, session.begin():
+        batch = session.get(ReassignmentBatch, batch_id)
+        if batch is not None:
+            batch.rows = rows
+            batch.invalid_rows = invalid

@@ -1,0 +1,145 @@
+"""File-level ledger work for the command line: import events, check a batch."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select
+
+from tongcha.kit.clock import Clock, SystemClock
+from tongcha.kit.db import make_engine, make_sessionmaker
+from tongcha.kit.digests import Digester
+from tongcha.kit.settings import Settings
+from tongcha.ledger import index as ledger_index
+from tongcha.ledger import repository as repo
+from tongcha.ledger import service
+from tongcha.ledger.batch import BatchChecker, BatchStats
+from tongcha.ledger.parse import csv_events, ndjson_events, sniff_format
+from tongcha.ledger.tasks import BatchBlock, CheckLog
+from tongcha.platforms.models import Platform
+
+COMMIT_EVERY = 100_000
+
+
+@dataclass
+class ImportTotals:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    by_rule: Counter[str] = field(default_factory=Counter)
+
+
+def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
+    head = raw.read(4096)
+    raw.seek(0)
+    if sniff_format(str(path), head) == "ndjson":
+        return ndjson_events(raw)
+    import io
+
+    return csv_events(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+
+
+def import_file(
+    settings: Settings,
+    path: Path,
+    carrier_code: str,
+    progress: Callable[[int], None] = lambda _: None,
+    rejects: Path | None = None,
+    clock: Clock | None = None,
+) -> ImportTotals:
+    """Stream a file into the ledger, committing every ``COMMIT_EVERY`` events.
+
+    Each commit is whole; a run cut short leaves whole chunks behind, and running again
+    counts them as duplicates and goes on.
+    """
+    clock = clock or SystemClock()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    totals = ImportTotals()
+    reject_out = rejects.open("w", encoding="utf-8") if rejects else None
+    try:
+        with path.open("rb") as raw:
+            events = read_events(path, raw)
+            stream = iter(events)
+            while True:
+                with sessions() as session, session.begin():
+                    carrier = repo.carrier_by_code(session, carrier_code)
+                    if carrier is None:
+                        raise LookupError(f"no carrier with code {carrier_code!r}; add it with `tongcha carrier add`")
+                    chunk = _take(stream, COMMIT_EVERY)
+                    if not chunk:
+                        break
+                    result = service.ingest(session, carrier, chunk, clock=clock, settings=settings, source="import")
+                progress(raw.tell())
+                totals.accepted += result.accepted
+                totals.duplicates += result.duplicates
+                totals.rejected += len(result.rejected)
+                for rej in result.rejected:
+                    totals.by_rule[f"{rej.rule}: {rej.reason}"] += 1
+                    if reject_out is not None:
+                        reject_out.write(json.dumps(rej.as_dict(), ensure_ascii=False) + "\n")
+    finally:
+        if reject_out is not None:
+            reject_out.close()
+        engine.dispose()
+    return totals
+
+
+def _take(stream: Iterator[Any], n: int) -> list[Any]:
+    out = []
+    for item in stream:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+def check_file(
+    settings: Settings, path: Path, sink: IO[bytes], platform_code: str | None, clock: Clock | None = None
+) -> BatchStats:
+    """Answer a batch file against the ledger and record every check in the log."""
+    clock = clock or SystemClock()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions() as session:
+            platform_id = None
+            if platform_code is not None:
+                platform = session.scalars(select(Platform).where(Platform.code == platform_code)).first()
+                if platform is None:
+                    raise LookupError(f"no platform with code {platform_code!r}")
+                platform_id = platform.id
+        index = ledger_index.load(engine)
+        head = path.open("rb").read(4096)
+        fmt = sniff_format(str(path), head)
+        checker = BatchChecker(index, service.today_in(settings, clock), fmt)
+        log = CheckLog(sessions, Digester.from_settings(settings))
+        with sessions() as session, session.begin():
+            batch_id = repo.new_batch(session, platform_id, clock.now()).id
+        try:
+            with path.open("rb") as raw:
+                for block in checker.run(iter(lambda: raw.read(1 << 20), b"")):
+                    sink.write(block)
+                    for checked in checker.blocks:
+                        log.record_block(
+                            BatchBlock(
+                                platform_id, batch_id, clock.now(), checked.numbers, checked.since_days, checked.results
+                            )
+                        )
+                    checker.blocks.clear()
+            log.flush()
+        finally:
+            log.close()
+        with sessions() as session, session.begin():
+            batch = session.get(repo.ReassignmentBatch, batch_id)
+            if batch is not None:
+                batch.rows = checker.stats.rows
+                batch.invalid_rows = checker.stats.invalid
+        return checker.stats
+    finally:
+        engine.dispose()

@@ -1,0 +1,137 @@
+"""Ledger tables. Events are the truth; tenures and number summaries are rebuilt from them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tongcha.kit.db import Base, BigId, UtcDateTime
+
+
+class Carrier(Base):
+    __tablename__ = "carriers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    quarantine_days: Mapped[int] = mapped_column(Integer, default=90)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class LedgerRevision(Base):
+    """One committed change to the ledger; readers follow the ledger by revision."""
+
+    __tablename__ = "ledger_revisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LedgerEvent(Base):
+    """An accepted lifecycle event, as the carrier sent it but with identity digested."""
+
+    __tablename__ = "ledger_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    number: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    day: Mapped[date] = mapped_column(Date)
+    holder_digest: Mapped[str | None] = mapped_column(String(64))
+    kyc_digest: Mapped[str | None] = mapped_column(String(64))
+    tail_digest: Mapped[str | None] = mapped_column(String(64))
+    to_carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id"))
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("carrier_id", "event_id"),
+        Index("ix_ledger_events_number", "number"),
+    )
+
+
+class LedgerRejection(Base):
+    """An event the ledger refused, kept so the operator and the carrier can see why."""
+
+    __tablename__ = "ledger_rejections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    event_id: Mapped[str | None] = mapped_column(String(128))
+    code: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(300))
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_ledger_rejections_carrier_id", "carrier_id", "event_id"),)
+
+
+class Tenure(Base):
+    """One holder of one number, from activation (or transfer in) to cancellation (or transfer out)."""
+
+    __tablename__ = "tenures"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder_digest: Mapped[str] = mapped_column(String(64))
+    kyc_digest: Mapped[str] = mapped_column(String(64))
+    tail_digest: Mapped[str] = mapped_column(String(64))
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    started_on: Mapped[date] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_tenures_holder_digest", "holder_digest"),)
+
+
+class LedgerNumber(Base):
+    """What the reassignment check needs of one number, kept in step with its tenures."""
+
+    __tablename__ = "ledger_numbers"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    first_known_on: Mapped[date] = mapped_column(Date)
+    open_since: Mapped[date | None] = mapped_column(Date)
+    last_change_on: Mapped[date] = mapped_column(Date)
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    quarantine_until: Mapped[date | None] = mapped_column(Date)
+    revision: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ReassignmentBatch(Base):
+    __tablename__ = "reassignment_batches"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # None when the operator ran the batch from the command line.
+    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    invalid_rows: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReassignmentCheck(Base):
+    """The append-only audit trail of every check: who asked, about what, and the answer."""
+
+    __tablename__ = "reassignment_checks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # None when the operator ran the check from the command line.
+    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"))
+    number_digest: Mapped[str] = mapped_column(String(64))
+    since: Mapped[date] = mapped_column(Date)
+    result: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(8))
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("reassignment_batches.id"))
+
+    __table_args__ = (Index("ix_reassignment_checks_platform_id", "platform_id", "checked_at"),)

@@ -1,0 +1,219 @@
+"""Turning what a carrier sent (JSON object or CSV row) into a well-formed ``Event``.
+
+Every failure becomes a ``Rejection`` that names the field but never repeats an ID
+number or a name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from tongcha.kit.digests import Digester, normalise_name
+from tongcha.kit.errors import ApiError
+from tongcha.kit.idcard import validate_id_number
+from tongcha.kit.phone import parse_mobile
+from tongcha.ledger.replay import Event, EventType
+
+EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
+CSV_COLUMNS = ("event_id", "type", "number", "occurred_at", "id_number", "name", "to_carrier")
+_HOLDER_TYPES = (EventType.activated, EventType.transferred)
+_TYPES = {t.value: t for t in EventType}
+
+
+@dataclass(slots=True)
+class Rejection:
+    event_id: str | None
+    code: str
+    rule: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"event_id": self.event_id, "code": self.code, "rule": self.rule, "reason": self.reason}
+
+
+class _Bad(Exception):
+    def __init__(self, rule: str, reason: str, code: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(reason)
+        self.rule, self.reason, self.code = rule, reason, code
+
+
+class EventParser:
+    def __init__(
+        self,
+        carrier_id: int,
+        carrier_ids: Mapping[str, int],
+        digester: Digester,
+        tz: ZoneInfo,
+        now: datetime,
+        skew: timedelta,
+    ) -> None:
+        self.carrier_id = carrier_id
+        self.carrier_ids = carrier_ids
+        self.digester = digester
+        self.tz = tz
+        self.latest = now + skew
+        self.today = now.astimezone(tz).date()
+        self.arrival = 0
+
+    def parse(self, raw: Any) -> Event | Rejection:
+        self.arrival += 1
+        if isinstance(raw, Rejection):
+            return raw
+        event_id = raw.get("event_id") if isinstance(raw, dict) else None
+        if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 128:
+            return Rejection(
+                event_id if isinstance(event_id, str) else None,
+                "INVALID_ARGUMENT",
+                "bad_event_id",
+                "event_id must be a non-empty string of at most 128 characters",
+            )
+        try:
+            return self._parse(event_id, raw)
+        except _Bad as bad:
+            return Rejection(event_id, bad.code, bad.rule, bad.reason)
+        except ApiError as err:
+            return Rejection(event_id, err.code, "bad_field", err.message)
+
+    def _parse(self, event_id: str, raw: dict[str, Any]) -> Event:
+        kind = _TYPES.get(raw.get("type"))  # type: ignore[arg-type]
+        if kind is None:
+            raise _Bad("bad_type", "type must be one of " + ", ".join(_TYPES))
+        number = parse_mobile(raw.get("number"))
+        occurred_at = self._time(raw.get("occurred_at"))
+        event = Event(
+            carrier_id=self.carrier_id,
+            event_id=event_id,
+            type=kind,
+            number=number,
+            occurred_at=occurred_at,
+            day=occurred_at.astimezone(self.tz).date(),
+            arrival=self.arrival,
+        )
+        if kind in _HOLDER_TYPES:
+            self._holder(event, raw.get("holder"))
+        elif kind is EventType.ported:
+            to_carrier = raw.get("to_carrier")
+            if not isinstance(to_carrier, str) or not to_carrier:
+                raise _Bad("bad_port", "a port needs to_carrier, the receiving carrier's code")
+            to_id = self.carrier_ids.get(to_carrier)
+            if to_id is None:
+                raise _Bad("unknown_carrier", "to_carrier is not a registered carrier")
+            event.to_carrier_id = to_id
+        return event
+
+    def _time(self, raw: object) -> datetime:
+        if not isinstance(raw, str):
+            raise _Bad("bad_time", "occurred_at must be an RFC 3339 time with offset")
+        try:
+            at = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _Bad("bad_time", "occurred_at must be an RFC 3339 time with offset") from None
+        if at.tzinfo is None:
+            raise _Bad("bad_time", "occurred_at needs a UTC offset")
+        if at > self.latest:
+            raise _Bad("future_time", "occurred_at is in the future", "OUT_OF_RANGE")
+        if at < EARLIEST:
+            raise _Bad("past_time", "occurred_at is before 1980", "OUT_OF_RANGE")
+        return at.astimezone(UTC)
+
+    def _holder(self, event: Event, holder: object) -> None:
+        if not isinstance(holder, dict):
+            raise _Bad("bad_holder", f"{event.type.value} needs holder with id_number and name")
+        id_number = validate_id_number(holder.get("id_number"), self.today)
+        name = holder.get("name")
+        if not isinstance(name, str) or not (normalised := normalise_name(name)) or len(normalised) > 100:
+            raise _Bad("bad_name", "holder name must be 1 to 100 characters")
+        event.holder_digest = self.digester.holder(id_number)
+        event.kyc_digest = self.digester.kyc(id_number, normalised)
+        event.tail_digest = self.digester.tail(event.number, id_number)
+
+
+# ----- reading batches -------------------------------------------------------------
+
+
+def ndjson_events(lines: Iterable[bytes]) -> Iterator[Any]:
+    """Each non-blank line a JSON object; a line that is not one becomes a Rejection."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield Rejection(None, "INVALID_ARGUMENT", "malformed", f"line {lineno} is not JSON")
+            continue
+        if not isinstance(obj, dict):
+            yield Rejection(None, "INVALID_ARGUMENT", "malformed", f"line {lineno} is not a JSON object")
+            continue
+        yield obj
+
+
+def csv_events(text: IO[str]) -> Iterator[Any]:
+    """Rows of ``event_id,type,number,occurred_at,id_number,name,to_carrier`` with a header."""
+    reader = csv.reader(text)
+    header = next(reader, None)
+    if header is None:
+        return
+    columns = [h.strip() for h in header]
+    missing = [c for c in ("event_id", "type", "number", "occurred_at") if c not in columns]
+    if missing:
+        yield Rejection(None, "INVALID_ARGUMENT", "malformed", "CSV header lacks " + ", ".join(missing))
+        return
+    index = {name: columns.index(name) for name in CSV_COLUMNS if name in columns}
+    width = len(columns)
+    for lineno, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != width:
+            yield Rejection(
+                row[index["event_id"]] if len(row) > index["event_id"] else None,
+                "INVALID_ARGUMENT",
+                "malformed",
+                f"line {lineno} has {len(row)} fields, the header has {width}",
+            )
+            continue
+        obj: dict[str, Any] = {name: row[i] for name, i in index.items()}
+        id_number, name = obj.pop("id_number", ""), obj.pop("name", "")
+        if id_number or name:
+            obj["holder"] = {"id_number": id_number, "name": name}
+        if not obj.get("to_carrier"):
+            obj.pop("to_carrier", None)
+        yield obj
+
+
+def json_array_events(body: bytes) -> list[Any]:
+    """A JSON array body; raises InvalidArgument when it is not one."""
+    from tongcha.kit.errors import InvalidArgument
+
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidArgument(f"body is not JSON: {err.msg} at position {err.pos}") from None
+    if not isinstance(data, list):
+        raise InvalidArgument("body must be a JSON array of events (or send application/x-ndjson)")
+    return [
+        item
+        if isinstance(item, dict)
+        else Rejection(None, "INVALID_ARGUMENT", "malformed", "an array item is not an object")
+        for item in data
+    ]
+
+
+def sniff_format(path: str, head: bytes) -> str:
+    lowered = path.lower()
+    if lowered.endswith((".ndjson", ".jsonl", ".json")):
+        return "ndjson"
+    if lowered.endswith(".csv"):
+        return "csv"
+    return "ndjson" if head.lstrip().startswith(b"{") else "csv"
+
+
+def open_text(data: bytes) -> IO[str]:
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")

@@ -1,0 +1,292 @@
+"""Every ledger query. PostgreSQL gets COPY for bulk writes; SQLite gets executemany."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from tongcha.kit.db import is_postgres
+from tongcha.ledger.models import (
+    Carrier,
+    LedgerEvent,
+    LedgerNumber,
+    LedgerRejection,
+    LedgerRevision,
+    ReassignmentBatch,
+    ReassignmentCheck,
+    Tenure,
+)
+from tongcha.ledger.replay import Event, EventType, NumberState
+
+_IN_CHUNK = 900  # stays under SQLite's limit on bound parameters
+
+
+def carrier_by_code(session: Session, code: str) -> Carrier | None:
+    return session.scalars(select(Carrier).where(Carrier.code == code)).one_or_none()
+
+
+def carriers(session: Session) -> list[Carrier]:
+    return list(session.scalars(select(Carrier).order_by(Carrier.code)))
+
+
+def new_revision(session: Session, carrier_id: int, source: str, now: datetime) -> LedgerRevision:
+    revision = LedgerRevision(carrier_id=carrier_id, source=source, created_at=now)
+    session.add(revision)
+    session.flush()
+    return revision
+
+
+def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def existing_event_ids(session: Session, carrier_id: int, event_ids: Sequence[str]) -> set[str]:
+    if not event_ids:
+        return set()
+    if is_postgres(session):
+        rows = session.execute(
+            text("SELECT event_id FROM ledger_events WHERE carrier_id = :c AND event_id = ANY(:ids)"),
+            {"c": carrier_id, "ids": list(event_ids)},
+        )
+        return {r[0] for r in rows}
+    found: set[str] = set()
+    for part in _chunks(event_ids):
+        stmt = select(LedgerEvent.event_id).where(LedgerEvent.carrier_id == carrier_id, LedgerEvent.event_id.in_(part))
+        found.update(session.scalars(stmt))
+    return found
+
+
+_EVENT_COLUMNS = (
+    LedgerEvent.id,
+    LedgerEvent.carrier_id,
+    LedgerEvent.event_id,
+    LedgerEvent.type,
+    LedgerEvent.number,
+    LedgerEvent.occurred_at,
+    LedgerEvent.day,
+    LedgerEvent.holder_digest,
+    LedgerEvent.kyc_digest,
+    LedgerEvent.tail_digest,
+    LedgerEvent.to_carrier_id,
+)
+
+
+def events_of(session: Session, numbers: Sequence[int]) -> dict[int, list[Event]]:
+    """The accepted events of these numbers, for replay."""
+    out: dict[int, list[Event]] = {}
+    if not numbers:
+        return out
+    if is_postgres(session):
+        parts: Iterable[Sequence[int]] = [numbers]
+    else:
+        parts = _chunks(numbers)
+    for part in parts:
+        stmt = select(*_EVENT_COLUMNS)
+        if is_postgres(session):
+            stmt = stmt.where(LedgerEvent.number == func.any(bindparam("nums", list(part))))
+        else:
+            stmt = stmt.where(LedgerEvent.number.in_(part))
+        for row in session.execute(stmt):
+            out.setdefault(row.number, []).append(
+                Event(
+                    carrier_id=row.carrier_id,
+                    event_id=row.event_id,
+                    type=EventType(row.type),
+                    number=row.number,
+                    occurred_at=row.occurred_at,
+                    day=row.day,
+                    holder_digest=row.holder_digest,
+                    kyc_digest=row.kyc_digest,
+                    tail_digest=row.tail_digest,
+                    to_carrier_id=row.to_carrier_id,
+                    row_id=row.id,
+                )
+            )
+    return out
+
+
+def _copy(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row(row)
+
+
+def _bulk(session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    if is_postgres(session):
+        _copy(session, table.__tablename__, columns, rows)
+    else:
+        session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+EVENT_INSERT_COLUMNS = (
+    "carrier_id",
+    "event_id",
+    "type",
+    "number",
+    "occurred_at",
+    "day",
+    "holder_digest",
+    "kyc_digest",
+    "tail_digest",
+    "to_carrier_id",
+    "revision",
+)
+
+
+def add_events(session: Session, events: Sequence[Event], revision: int) -> None:
+    rows = [
+        (
+            e.carrier_id,
+            e.event_id,
+            e.type.value,
+            e.number,
+            e.occurred_at,
+            e.day,
+            e.holder_digest,
+            e.kyc_digest,
+            e.tail_digest,
+            e.to_carrier_id,
+            revision,
+        )
+        for e in events
+    ]
+    _bulk(session, LedgerEvent, EVENT_INSERT_COLUMNS, rows)
+
+
+def add_rejections(session: Session, carrier_id: int, rejections: Sequence[Any], revision: int) -> None:
+    rows = [(carrier_id, r.event_id, r.code, r.rule, r.reason[:300], revision) for r in rejections]
+    _bulk(session, LedgerRejection, ("carrier_id", "event_id", "code", "rule", "reason", "revision"), rows)
+
+
+def replace_states(session: Session, states: Sequence[NumberState], known: set[int], revision: int) -> None:
+    """Write the tenures and summary of each number, replacing what ``known`` numbers had."""
+    stale = sorted(known)
+    for part in _chunks(stale, 10_000 if is_postgres(session) else _IN_CHUNK):
+        session.execute(delete(Tenure).where(Tenure.number.in_(part)))
+        session.execute(delete(LedgerNumber).where(LedgerNumber.number.in_(part)))
+    tenures: list[tuple[Any, ...]] = []
+    summaries: list[tuple[Any, ...]] = []
+    for state in states:
+        for t in state.tenures:
+            tenures.append(
+                (
+                    state.number,
+                    t.seq,
+                    t.holder_digest,
+                    t.kyc_digest,
+                    t.tail_digest,
+                    t.carrier_id,
+                    t.started_on,
+                    t.ended_on,
+                    t.end_reason,
+                    revision,
+                )
+            )
+        first = state.first_known_on
+        if first is None or state.carrier_id is None:
+            continue
+        summaries.append(
+            (
+                state.number,
+                state.carrier_id,
+                first,
+                state.open_since,
+                state.last_change_on,
+                state.suspended,
+                state.quarantine_until,
+                revision,
+            )
+        )
+    _bulk(
+        session,
+        Tenure,
+        (
+            "number",
+            "seq",
+            "holder_digest",
+            "kyc_digest",
+            "tail_digest",
+            "carrier_id",
+            "started_on",
+            "ended_on",
+            "end_reason",
+            "revision",
+        ),
+        tenures,
+    )
+    _bulk(
+        session,
+        LedgerNumber,
+        (
+            "number",
+            "carrier_id",
+            "first_known_on",
+            "open_since",
+            "last_change_on",
+            "suspended",
+            "quarantine_until",
+            "revision",
+        ),
+        summaries,
+    )
+
+
+# ----- reading for the check index ------------------------------------------------
+
+
+def latest_revision(session: Session) -> int:
+    return int(session.scalar(select(func.coalesce(func.max(LedgerRevision.id), 0))) or 0)
+
+
+def number_summaries_since(session: Session, revision: int) -> list[tuple[int, date, date | None, date]]:
+    stmt = select(
+        LedgerNumber.number, LedgerNumber.first_known_on, LedgerNumber.open_since, LedgerNumber.last_change_on
+    ).where(LedgerNumber.revision > revision)
+    return [(r[0], r[1], r[2], r[3]) for r in session.execute(stmt)]
+
+
+def number_summary(session: Session, number: int) -> LedgerNumber | None:
+    return session.get(LedgerNumber, number)
+
+
+def tenures_of(session: Session, number: int) -> list[Tenure]:
+    return list(session.scalars(select(Tenure).where(Tenure.number == number).order_by(Tenure.seq)))
+
+
+def rejections_of(session: Session, carrier_id: int, event_ids: Sequence[str]) -> list[LedgerRejection]:
+    stmt = select(LedgerRejection).where(
+        tuple_(LedgerRejection.carrier_id, LedgerRejection.event_id).in_([(carrier_id, e) for e in event_ids])
+    )
+    return list(session.scalars(stmt))
+
+
+# ----- the check log ----------------------------------------------------------------
+
+
+CHECK_COLUMNS = ("platform_id", "number_digest", "since", "result", "channel", "checked_at", "batch_id")
+
+
+def add_checks(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    _bulk(session, ReassignmentCheck, CHECK_COLUMNS, rows)
+
+
+def new_batch(session: Session, platform_id: int | None, now: datetime) -> ReassignmentBatch:
+    batch = ReassignmentBatch(platform_id=platform_id, received_at=now, rows=0, invalid_rows=0)
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def count_checks(session: Session, platform_id: int | None = None) -> int:
+    stmt = select(func.count()).select_from(ReassignmentCheck)
+    if platform_id is not None:
+        stmt = stmt.where(ReassignmentCheck.platform_id == platform_id)
+    return int(session.scalar(stmt) or 0)

@@ -1,0 +1,85 @@
+"""Registering carriers and platforms and managing their credentials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongcha.kit import credentials
+from tongcha.kit.credentials import Credential, PartyKind
+from tongcha.kit.errors import Conflict, InvalidArgument, NotFound
+from tongcha.ledger.models import Carrier
+from tongcha.platforms.models import Platform
+
+_MODELS: dict[str, type[Carrier] | type[Platform]] = {"carrier": Carrier, "platform": Platform}
+
+
+def _check_code(code: str) -> None:
+    if not code or len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum() or not code.isascii():
+        raise InvalidArgument("a code is 1 to 32 letters, digits, - or _")
+
+
+def add_carrier(session: Session, code: str, name: str, quarantine_days: int, now: datetime) -> str:
+    _check_code(code)
+    if quarantine_days < 0 or quarantine_days > 3650:
+        raise InvalidArgument("quarantine_days must be between 0 and 3650")
+    if session.scalars(select(Carrier).where(Carrier.code == code)).first() is not None:
+        raise Conflict(f"a carrier with code {code!r} exists already")
+    carrier = Carrier(code=code, name=name, quarantine_days=quarantine_days, created_at=now)
+    session.add(carrier)
+    session.flush()
+    return credentials.issue(session, PartyKind.carrier, carrier.id, now)
+
+
+def add_platform(session: Session, code: str, name: str, now: datetime) -> str:
+    _check_code(code)
+    if session.scalars(select(Platform).where(Platform.code == code)).first() is not None:
+        raise Conflict(f"a platform with code {code!r} exists already")
+    platform = Platform(code=code, name=name, created_at=now)
+    session.add(platform)
+    session.flush()
+    return credentials.issue(session, PartyKind.platform, platform.id, now)
+
+
+def _party(session: Session, kind: str, code: str) -> Carrier | Platform:
+    model = _MODELS[kind]
+    party = session.scalars(select(model).where(model.code == code)).first()
+    if party is None:
+        raise NotFound(f"no {kind} with code {code!r}")
+    return party
+
+
+def issue_credential(session: Session, kind: str, code: str, now: datetime) -> str:
+    party = _party(session, kind, code)
+    return credentials.issue(session, PartyKind(kind), party.id, now)
+
+
+def revoke_credentials(session: Session, kind: str, code: str, prefix: str | None, now: datetime) -> int:
+    party = _party(session, kind, code)
+    creds = session.scalars(
+        select(Credential).where(
+            Credential.party_kind == kind, Credential.party_id == party.id, Credential.revoked_at.is_(None)
+        )
+    ).all()
+    count = 0
+    for cred in creds:
+        if prefix is None or cred.prefix.startswith(prefix) or prefix.startswith(cred.prefix):
+            cred.revoked_at = now
+            count += 1
+    session.flush()
+    return count
+
+
+def list_parties(session: Session, kind: str) -> list[tuple[str, str, list[str]]]:
+    model = _MODELS[kind]
+    out = []
+    for party in session.scalars(select(model).order_by(model.code)):
+        live = session.scalars(
+            select(Credential.prefix).where(
+                Credential.party_kind == kind, Credential.party_id == party.id, Credential.revoked_at.is_(None)
+            )
+        ).all()
+        out.append((party.code, party.name, list(live)))
+    return out

@@ -1,0 +1,1 @@
+"""Internet platforms (enterprises and their apps)."""

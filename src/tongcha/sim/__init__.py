@@ -1,0 +1,1 @@
+"""Simulated carriers and platforms: real HTTP peers speaking the real protocols."""

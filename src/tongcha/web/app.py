@@ -1,0 +1,44 @@
+"""The app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from tongcha.kit.clock import Clock, SystemClock
+from tongcha.kit.correlator import CorrelatorMiddleware
+from tongcha.kit.db import make_engine
+from tongcha.kit.settings import Settings, get_settings
+from tongcha.ledger.api import router as ledger_router
+from tongcha.web import errors
+from tongcha.web.pages import router as pages_router
+from tongcha.web.state import HubState
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    state = HubState(settings, clock or SystemClock(), engine or make_engine(settings.database_url))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.index()  # load before the first request, not during it
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="Tongcha",
+        version="0.1.0",
+        summary="An open clearing-house for phone-number account bindings",
+        lifespan=lifespan,
+    )
+    app.state.hub = state
+    errors.install(app)
+    app.add_middleware(CorrelatorMiddleware)
+    app.include_router(ledger_router)
+    app.include_router(pages_router)
+    return app

@@ -1,0 +1,138 @@
+"""Named dependencies: the session, the clock, and who is calling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongcha.kit.clock import Clock
+from tongcha.kit.credentials import Credential, PartyKind, hash_secret
+from tongcha.kit.errors import Unauthenticated
+from tongcha.kit.settings import Settings
+from tongcha.ledger.index import LedgerIndex
+from tongcha.ledger.models import Carrier
+from tongcha.platforms.models import Platform
+from tongcha.web.state import HubState
+
+
+def hub(request: Request) -> HubState:
+    state: HubState = request.app.state.hub
+    return state
+
+
+HubDep = Annotated[HubState, Depends(hub)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One unit of work per request: committed if the route returns, rolled back if it raises."""
+    sessions = hub(request).sessions
+    with sessions() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def get_clock(request: Request) -> Clock:
+    return hub(request).clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    return hub(request).settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_index(request: Request) -> LedgerIndex:
+    # Runs on the event loop: a refresh is one indexed query, once a refresh interval.
+    return hub(request).ensure_fresh_index()
+
+
+IndexDep = Annotated[LedgerIndex, Depends(get_index)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    kind: PartyKind
+    party_id: int
+    code: str
+
+
+class CredentialCache:
+    """Bearer secrets seen recently; a revocation takes effect within ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._seen: dict[str, tuple[float, Caller | None]] = {}
+
+    def resolve(self, state: HubState, secret: str) -> Caller | None:
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._seen.get(digest)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        with state.sessions() as session:
+            caller = _caller_for(session, digest)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[digest] = (now, caller)
+        return caller
+
+
+def _caller_for(session: Session, digest: str) -> Caller | None:
+    cred = session.scalars(
+        select(Credential).where(Credential.secret_hash == digest, Credential.revoked_at.is_(None))
+    ).one_or_none()
+    if cred is None:
+        return None
+    kind = PartyKind(cred.party_kind)
+    model = Carrier if kind is PartyKind.carrier else Platform
+    party = session.get(model, cred.party_id)
+    if party is None:
+        return None
+    return Caller(kind, party.id, party.code)
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("send a credential as Authorization: Bearer <secret>")
+    return secret.strip()
+
+
+def _caller(request: Request, kind: PartyKind) -> Caller:
+    state = hub(request)
+    caller = state.credentials.resolve(state, _bearer(request))
+    if caller is None:
+        raise Unauthenticated("the credential is unknown or revoked")
+    if caller.kind is not kind:
+        raise Unauthenticated(f"this endpoint needs a {kind.value} credential")
+    return caller
+
+
+async def carrier_caller(request: Request) -> Caller:
+    return _caller(request, PartyKind.carrier)
+
+
+async def platform_caller(request: Request) -> Caller:
+    return _caller(request, PartyKind.platform)
+
+
+CarrierCaller = Annotated[Caller, Depends(carrier_caller)]
+PlatformCaller = Annotated[Caller, Depends(platform_caller)]

@@ -1,0 +1,68 @@
+"""What one running hub holds: settings, clock, database, the check index and log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tongcha.kit.clock import Clock
+from tongcha.kit.db import make_sessionmaker
+from tongcha.kit.digests import Digester
+from tongcha.kit.settings import Settings
+from tongcha.ledger import index as ledger_index
+from tongcha.ledger.index import LedgerIndex
+from tongcha.ledger.tasks import CheckLog
+
+if TYPE_CHECKING:
+    from tongcha.web.deps import CredentialCache
+
+log = logging.getLogger("tongcha.hub")
+
+
+class HubState:
+    def __init__(self, settings: Settings, clock: Clock, engine: Engine) -> None:
+        from tongcha.web.deps import CredentialCache
+
+        self.settings = settings
+        self.clock = clock
+        self.engine = engine
+        self.sessions: sessionmaker[Session] = make_sessionmaker(engine)
+        self.digester = Digester.from_settings(settings)
+        self.credentials: CredentialCache = CredentialCache()
+        self._index: LedgerIndex | None = None
+        self._index_lock = threading.Lock()
+        self._checklog: CheckLog | None = None
+
+    @property
+    def checklog(self) -> CheckLog:
+        if self._checklog is None:
+            self._checklog = CheckLog(self.sessions, self.digester)
+        return self._checklog
+
+    def index(self) -> LedgerIndex:
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    started = time.perf_counter()
+                    self._index = ledger_index.load(self.engine)
+                    log.info("check index loaded: %d numbers in %.2fs", len(self._index), time.perf_counter() - started)
+        return self._index
+
+    def ensure_fresh_index(self) -> LedgerIndex:
+        """The index, refreshed from the ledger if the last refresh is older than the setting."""
+        index = self.index()
+        if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
+            with self._index_lock, self.sessions() as session:
+                if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
+                    index.refresh(session)
+        return index
+
+    def close(self) -> None:
+        if self._checklog is not None:
+            self._checklog.close()
+            self._checklog = None
