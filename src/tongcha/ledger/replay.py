@@ -214,17 +214,22 @@ def replay(
         trial = sorted([*kept, candidate], key=_order)
         try:
             state = _fold(number, trial, quarantine_days)
-        except Contradiction:
-            if _order(candidate) < _order(trial[-1]):
-                # The candidate alone may be fine but breaks a later event: say which.
-                try:
-                    _fold(number, [e for e in trial if _order(e) <= _order(candidate)], quarantine_days)
-                except Contradiction as own:
-                    err = own
-                else:
-                    err = Contradiction("CONFLICT", "contradicts_later", f"contradicts a later event: {err.reason}")
-            rejected.append((candidate, err))
+        except Contradiction as exc:
+            rejected.append((candidate, _own_fault(number, trial, candidate, exc, quarantine_days)))
             continue
         kept = trial
         accepted.append(candidate)
     return Replayed(state, accepted, rejected)
+
+
+def _own_fault(
+    number: int, trial: list[Event], candidate: Event, err: Contradiction, quarantine_days: Callable[[int], int]
+) -> Contradiction:
+    """The candidate's own contradiction, or one saying it breaks a later event."""
+    if _order(candidate) >= _order(trial[-1]):
+        return err
+    try:
+        _fold(number, [e for e in trial if _order(e) <= _order(candidate)], quarantine_days)
+    except Contradiction as own:
+        return own
+    return Contradiction("CONFLICT", "contradicts_later", f"contradicts a later event: {err.reason}")

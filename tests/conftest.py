@@ -1,0 +1,111 @@
+"""Every test that touches a database runs twice: on SQLite and on the real PostgreSQL.
+
+PostgreSQL must be reachable (TONGCHA_TEST_PG, default 127.0.0.1:5432): a missing
+server fails the run, it is never skipped. Each test gets a freshly migrated schema
+state: tables are emptied after every test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.db import make_engine, make_sessionmaker
+from tongcha.kit.migrate import upgrade
+from tongcha.kit.models import Base
+from tongcha.kit.settings import Settings
+from tongcha.parties import add_carrier, add_platform
+from tongcha.web.app import create_app
+
+PG_ADMIN = os.environ.get("TONGCHA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # noon in Beijing
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"tongcha_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("db") / "tongcha.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    with eng.begin() as conn:
+        names = [t.name for t in reversed(Base.metadata.sorted_tables)]
+        if eng.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in names:
+                conn.execute(text(f"DELETE FROM {name}"))
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(env="dev", database_url=db_url, index_refresh_seconds=0.0)
+
+
+@pytest.fixture
+def parties(sessions: sessionmaker[Session], clock: FixedClock) -> dict[str, str]:
+    """Three carriers and two platforms, with their bearer secrets."""
+    with sessions() as session, session.begin():
+        return {
+            "CMCC": add_carrier(session, "CMCC", "China Mobile", 90, clock.now()),
+            "CUCC": add_carrier(session, "CUCC", "China Unicom", 90, clock.now()),
+            "CTCC": add_carrier(session, "CTCC", "China Telecom", 30, clock.now()),
+            "MEITUAN": add_platform(session, "MEITUAN", "Meituan", clock.now()),
+            "JD": add_platform(session, "JD", "JD", clock.now()),
+        }
+
+
+@pytest.fixture
+def client(settings: Settings, clock: FixedClock, engine: Engine, parties: dict[str, str]) -> Iterator[TestClient]:
+    app = create_app(settings, clock, engine)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
