@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The development secret is public (it is in this file): it keys the identity digests,
 # so a hub that uses it outside development would hand out guessable digests.
-DEV_SECRET = "tongcha-development-secret-do-not-use-in-production"
+DEV_SECRET = "tongcha-development-secret-do-not-use-in-production"  # noqa: S105 - public on purpose
 
 
 class InsecureSettingsError(RuntimeError):

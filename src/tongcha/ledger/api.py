@@ -42,7 +42,7 @@ SPOOL_IN_MEMORY = 16 << 20
 
 async def _spool(request: Request, limit: int | None = None) -> IO[bytes]:
     """The body, in memory while small and on disk beyond: batches may be any size."""
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - the caller closes it
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
