@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from tongcha.kit.clock import SystemClock
 from tongcha.kit.settings import InsecureSettingsError, Settings, get_settings
@@ -25,8 +26,8 @@ app.add_typer(carrier_app, name="carrier")
 app.add_typer(platform_app, name="platform")
 app.add_typer(ledger_app, name="ledger")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -94,7 +95,7 @@ def db_upgrade(revision: str = "head") -> None:
 # ----- parties ----------------------------------------------------------------------
 
 
-def _session():  # type: ignore[no-untyped-def]
+def _session() -> Session:
     from tongcha.kit.db import make_engine, make_sessionmaker
 
     return make_sessionmaker(make_engine(_settings().database_url))()

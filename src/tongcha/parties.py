@@ -13,8 +13,6 @@ from tongcha.kit.errors import Conflict, InvalidArgument, NotFound
 from tongcha.ledger.models import Carrier
 from tongcha.platforms.models import Platform
 
-_MODELS: dict[str, type[Carrier] | type[Platform]] = {"carrier": Carrier, "platform": Platform}
-
 
 def _check_code(code: str) -> None:
     if not code or len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum() or not code.isascii():
@@ -44,8 +42,11 @@ def add_platform(session: Session, code: str, name: str, now: datetime) -> str:
 
 
 def _party(session: Session, kind: str, code: str) -> Carrier | Platform:
-    model = _MODELS[kind]
-    party = session.scalars(select(model).where(model.code == code)).first()
+    party: Carrier | Platform | None
+    if kind == "carrier":
+        party = session.scalars(select(Carrier).where(Carrier.code == code)).first()
+    else:
+        party = session.scalars(select(Platform).where(Platform.code == code)).first()
     if party is None:
         raise NotFound(f"no {kind} with code {code!r}")
     return party
@@ -73,9 +74,13 @@ def revoke_credentials(session: Session, kind: str, code: str, prefix: str | Non
 
 
 def list_parties(session: Session, kind: str) -> list[tuple[str, str, list[str]]]:
-    model = _MODELS[kind]
     out = []
-    for party in session.scalars(select(model).order_by(model.code)):
+    everyone: list[Carrier] | list[Platform] = (
+        list(session.scalars(select(Carrier).order_by(Carrier.code)))
+        if kind == "carrier"
+        else list(session.scalars(select(Platform).order_by(Platform.code)))
+    )
+    for party in everyone:
         live = session.scalars(
             select(Credential.prefix).where(
                 Credential.party_kind == kind, Credential.party_id == party.id, Credential.revoked_at.is_(None)

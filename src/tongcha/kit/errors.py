@@ -80,6 +80,7 @@ class ErrorBody(BaseModel):
 def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route that can raise these errors."""
     out: dict[int | str, dict[str, Any]] = {}
+    err: type[ApiError]
     for err in (*errors, InvalidArgument):
         entry = out.setdefault(err.status, {"model": ErrorBody, "description": ""})
         codes = set(filter(None, entry["description"].split(", "))) | {err.code}

@@ -15,7 +15,9 @@ from tongcha.kit.errors import InvalidArgument
 # phonenumbers' own pattern for mainland mobile numbers, compiled once: the common
 # shapes (+86 and 11 digits, or 11 bare digits) are checked against it without the
 # cost of a full parse; anything else goes through phonenumbers.parse.
-MOBILE_PATTERN: str = phonenumbers.PhoneMetadata.metadata_for_region("CN").mobile.national_number_pattern  # type: ignore[union-attr]
+_CN = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+assert _CN is not None and _CN.mobile is not None and _CN.mobile.national_number_pattern
+MOBILE_PATTERN: str = _CN.mobile.national_number_pattern
 _MOBILE = re.compile(f"(?:{MOBILE_PATTERN})")
 _FAST = re.compile(r"(?:\+86)?(1\d{10})")
 

@@ -20,6 +20,7 @@ from tongcha.ledger import repository as repo
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats
 from tongcha.ledger.parse import csv_events, ndjson_events, sniff_format
+from tongcha.ledger.models import ReassignmentBatch
 from tongcha.ledger.tasks import BatchBlock, CheckLog
 from tongcha.platforms.models import Platform
 
@@ -136,7 +137,7 @@ def check_file(
         finally:
             log.close()
         with sessions() as session, session.begin():
-            batch = session.get(repo.ReassignmentBatch, batch_id)
+            batch = session.get(ReassignmentBatch, batch_id)
             if batch is not None:
                 batch.rows = checker.stats.rows
                 batch.invalid_rows = checker.stats.invalid

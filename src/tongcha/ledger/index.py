@@ -144,7 +144,13 @@ class LedgerIndex:
         self.refreshed_at = 0.0
 
     def __len__(self) -> int:
-        return len(self.snapshot) + len(self._overlay)
+        """How many numbers the index knows (a number in both snapshot and overlay counts once)."""
+        with self._lock:
+            snap = self.snapshot
+            overlay = self._overlay_view() if self._overlay else None
+        if overlay is None:
+            return len(snap)
+        return len(snap) + int(np.count_nonzero(snap.positions(overlay[0]) < 0))
 
     # ----- keeping fresh --------------------------------------------------------------
 

@@ -99,7 +99,7 @@ def generate(cfg: SynthConfig) -> Iterator[dict[str, object]]:
         holder = _holder(rng, people, cfg)
         eid = 0
 
-        def event(kind: str, when: date, sender: str, **extra: object) -> dict[str, object]:
+        def event(kind: str, when: date, sender: str, number: int = number, **extra: object) -> dict[str, object]:
             nonlocal eid
             eid += 1
             return {

@@ -101,8 +101,9 @@ def _caller_for(session: Session, digest: str) -> Caller | None:
     if cred is None:
         return None
     kind = PartyKind(cred.party_kind)
-    model = Carrier if kind is PartyKind.carrier else Platform
-    party = session.get(model, cred.party_id)
+    party: Carrier | Platform | None = (
+        session.get(Carrier, cred.party_id) if kind is PartyKind.carrier else session.get(Platform, cred.party_id)
+    )
     if party is None:
         return None
     return Caller(kind, party.id, party.code)

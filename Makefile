@@ -1,0 +1,50 @@
+# Two entry points for a fresh machine:
+#   make demo   installs everything and runs the demo
+#   make check  installs everything and runs the whole test suite
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+PY := .venv/bin/python
+PG_ADMIN ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: demo check install postgres browser lint typecheck migrations-check test
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
+
+install: $(UV)
+	$(UV) sync --frozen --all-groups
+
+demo: install
+	.venv/bin/tongcha demo
+
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1
+
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+lint: install
+	.venv/bin/ruff check src tests bench migrations
+	.venv/bin/ruff format --check src tests bench migrations
+
+typecheck: install
+	.venv/bin/mypy
+
+migrations-check: install postgres
+	rm -f .ci-alembic.db
+	TONGCHA_DATABASE_URL=sqlite:///.ci-alembic.db .venv/bin/tongcha db upgrade
+	TONGCHA_DATABASE_URL=sqlite:///.ci-alembic.db .venv/bin/alembic check
+	rm -f .ci-alembic.db
+	psql "$(PG_ADMIN)" -qc "DROP DATABASE IF EXISTS tongcha_alembic_check" -c "CREATE DATABASE tongcha_alembic_check"
+	TONGCHA_DATABASE_URL=$(subst /postgres,/tongcha_alembic_check,$(PG_ADMIN)) .venv/bin/tongcha db upgrade
+	TONGCHA_DATABASE_URL=$(subst /postgres,/tongcha_alembic_check,$(PG_ADMIN)) .venv/bin/alembic check
+	psql "$(PG_ADMIN)" -qc "DROP DATABASE tongcha_alembic_check"
+
+test: install postgres browser
+	.venv/bin/pytest -q
+
+check: lint typecheck migrations-check test

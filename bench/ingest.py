@@ -1,0 +1,142 @@
+"""Ingest throughput into PostgreSQL through the bulk path, beside a raw COPY baseline.
+
+Each run: a fresh, migrated database with one carrier; ``importer.import_file`` streams an
+NDJSON file made by the synthetic generator (one carrier, so no cross-carrier ordering).
+In the same run the accepted event rows (the ledger_events columns) are COPYed into a bare
+table with no indexes or constraints, from Python tuples through psycopg ``write_row``:
+the rate the bulk path is measured against.
+
+    .venv/bin/python bench/ingest.py [--numbers 120000] [--runs 3] [--quick] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import drop_db, fresh_db, machine, median, table  # noqa: E402
+
+from tongcha.kit.clock import FixedClock  # noqa: E402
+from tongcha.kit.db import make_engine, make_sessionmaker  # noqa: E402
+from tongcha.kit.migrate import upgrade  # noqa: E402
+from tongcha.kit.settings import Settings  # noqa: E402
+from tongcha.ledger.importer import import_file  # noqa: E402
+from tongcha.parties import add_carrier  # noqa: E402
+from tongcha.sim.ledger import SynthConfig, generate  # noqa: E402
+
+NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
+COLUMNS = (
+    "carrier_id",
+    "event_id",
+    "type",
+    "number",
+    "occurred_at",
+    "day",
+    "holder_digest",
+    "kyc_digest",
+    "tail_digest",
+    "to_carrier_id",
+    "revision",
+)
+BARE = """CREATE TABLE bare_events (
+    id bigserial, carrier_id bigint, event_id varchar(128), type varchar(16), number bigint,
+    occurred_at timestamptz, day date, holder_digest varchar(64), kyc_digest varchar(64),
+    tail_digest varchar(64), to_carrier_id bigint, revision bigint)"""
+
+
+def make_file(numbers: int, path: Path) -> int:
+    if path.exists():
+        return sum(1 for _ in path.open("rb"))
+    count = 0
+    with path.open("wb") as out:
+        for ev in generate(SynthConfig(numbers=numbers, carriers=("CMCC",), seed=11)):
+            ev.pop("carrier")
+            out.write(orjson.dumps(ev) + b"\n")
+            count += 1
+    return count
+
+
+def one_run(path: Path, profile: bool) -> tuple[float, int, float]:
+    url = fresh_db("ingest")
+    try:
+        upgrade(url)
+        settings = Settings(env="dev", database_url=url)
+        engine = make_engine(settings.database_url)
+        with make_sessionmaker(engine)() as session, session.begin():
+            add_carrier(session, "CMCC", "China Mobile", 90, NOW)
+        engine.dispose()
+        prof = cProfile.Profile() if profile else None
+        started = time.perf_counter()
+        if prof:
+            prof.enable()
+        totals = import_file(settings, path, "CMCC", clock=FixedClock(NOW))
+        if prof:
+            prof.disable()
+        ingest_s = time.perf_counter() - started
+        if prof:
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        # The baseline: the same accepted rows, COPYed raw into a bare table.
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM ledger_events ORDER BY id").fetchall()
+            conn.execute(BARE)
+            conn.commit()
+            started = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(f"COPY bare_events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.commit()
+            copy_s = time.perf_counter() - started
+        assert len(rows) == totals.accepted, (len(rows), totals.accepted)
+        return ingest_s, totals.accepted + totals.duplicates + totals.rejected, copy_s
+    finally:
+        drop_db(url)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--numbers", type=int, default=120_000, help="numbers in the generated ledger")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small and fast (about 20 s)")
+    ap.add_argument("--profile", action="store_true", help="cProfile one ingest run")
+    args = ap.parse_args()
+    if args.quick:
+        args.numbers, args.runs = 15_000, 2
+    path = Path(f"/tmp/tongcha_bench_ingest_{args.numbers}.ndjson")
+    events = make_file(args.numbers, path)
+    print(f"{machine()}\nfile {path}: {events:,} events, {path.stat().st_size / 1e6:.0f} MB\n")
+    if args.profile:
+        one_run(path, True)
+        return
+    results = [one_run(path, False) for _ in range(args.runs)]
+    ing = [n / s for s, n, _ in results]
+    cop = [n / c for s, n, c in results]
+    ratios = [(n / s) / (n / c) for s, n, c in results]
+    rows = [
+        (i + 1, f"{n:,}", f"{s:.2f}", f"{n / s:,.0f}", f"{c:.2f}", f"{n / c:,.0f}", f"{(c / s):.2f}")
+        for i, (s, n, c) in enumerate(results)
+    ]
+    rows.append(("median", "", "", f"{median(ing):,.0f}", "", f"{median(cop):,.0f}", f"{median(ratios):.2f}"))
+    print(
+        table(
+            ("run", "events", "ingest s", "ingest events/s", "raw COPY s", "raw COPY rows/s", "ingest/COPY"),
+            rows,
+        )
+    )
+    print(
+        f"\ngoal >= 100,000 events/s: {'met' if median(ing) >= 100_000 else 'MISSED'}; "
+        f"goal >= 0.5 of COPY: {'met' if median(ratios) >= 0.5 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

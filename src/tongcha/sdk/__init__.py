@@ -1,0 +1,1 @@
+"""What carriers and platforms embed to talk to a Tongcha hub."""

@@ -1,0 +1,300 @@
+"""Platforms ask whether a number changed hands: one at a time, CAMARA-style, or in batches."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import bearer
+from tests.factories import ALICE, BOB, ev
+
+N = "+8613800138000"
+OTHER = "+8613900139000"
+
+
+@pytest.fixture
+def history(client: TestClient, parties: dict[str, str]) -> None:
+    """N: Alice 2018-01-10..2021-05-01, Bob since 2021-08-15. OTHER: Bob since 2020-01-01."""
+    r = client.post(
+        "/carrier/v1/events",
+        json=[
+            ev("activated", N, "2018-01-10", ALICE),
+            ev("cancelled", N, "2021-05-01"),
+            ev("activated", N, "2021-08-15", BOB),
+            ev("activated", OTHER, "2020-01-01", BOB),
+        ],
+        headers=bearer(parties["CMCC"]),
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 4, r.text
+
+
+def get_check(client: TestClient, secret: str, number: str, since: str):  # type: ignore[no-untyped-def]
+    return client.get(f"/platform/v1/reassignments/{number}", params={"since": since}, headers=bearer(secret))
+
+
+def camara(client: TestClient, secret: str, body: dict[str, object]):  # type: ignore[no-untyped-def]
+    return client.post("/number-recycling/v0.2/check", json=body, headers=bearer(secret))
+
+
+def assert_error(r, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], list)
+
+
+def check_rows(sessions: sessionmaker[Session]) -> list[tuple[object, ...]]:
+    with sessions() as session:
+        return list(
+            session.execute(
+                text("SELECT platform_id, number_digest, since, result, channel FROM reassignment_checks ORDER BY id")
+            )
+        )
+
+
+def platform_id(sessions: sessionmaker[Session], code: str) -> int:
+    with sessions() as session:
+        return int(session.execute(text("SELECT id FROM platforms WHERE code = :c"), {"c": code}).scalar_one())
+
+
+# ----- single check --------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("history")
+def test_bare_eleven_digit_number_is_accepted_and_answered_in_e164(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    r = get_check(client, parties["JD"], "13800138000", "2019-06-01")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"number": N, "since": "2019-06-01", "result": "yes", "last_change_on": "2021-08-15"}
+
+
+@pytest.mark.usefixtures("history")
+def test_current_holder_since_their_activation_gets_no(client: TestClient, parties: dict[str, str]) -> None:
+    r = get_check(client, parties["JD"], OTHER, "2020-06-01")
+    assert r.json() == {"number": OTHER, "since": "2020-06-01", "result": "no", "last_change_on": "2020-01-01"}
+
+
+def test_invalid_number_is_a_400_invalid_argument(client: TestClient, parties: dict[str, str]) -> None:
+    assert_error(get_check(client, parties["JD"], "+8612345678901", "2020-01-01"), 400, "INVALID_ARGUMENT")
+    assert_error(get_check(client, parties["JD"], "not-a-number", "2020-01-01"), 400, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize("since", ["2020-13-01", "2020/01/01", "yesterday", "20200101", ""])
+def test_malformed_since_is_a_400(client: TestClient, parties: dict[str, str], since: str) -> None:
+    r = get_check(client, parties["JD"], N, since)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] in ("INVALID_ARGUMENT", "OUT_OF_RANGE")
+
+
+def test_missing_since_is_a_400(client: TestClient, parties: dict[str, str]) -> None:
+    r = client.get(f"/platform/v1/reassignments/{N}", headers=bearer(parties["JD"]))
+    assert_error(r, 400, "INVALID_ARGUMENT")
+
+
+def test_future_since_is_a_400_out_of_range(client: TestClient, parties: dict[str, str]) -> None:
+    # the fixed clock says 2026-11-23 in Beijing: the 24th is tomorrow, the 23rd is today
+    assert_error(get_check(client, parties["JD"], N, "2026-11-24"), 400, "OUT_OF_RANGE")
+    assert get_check(client, parties["JD"], N, "2026-11-23").status_code == 200
+
+
+def test_check_without_credential_is_401(client: TestClient) -> None:
+    r = client.get(f"/platform/v1/reassignments/{N}", params={"since": "2020-01-01"})
+    assert_error(r, 401, "UNAUTHENTICATED")
+
+
+def test_check_with_a_carrier_credential_is_401(client: TestClient, parties: dict[str, str]) -> None:
+    assert_error(get_check(client, parties["CMCC"], N, "2020-01-01"), 401, "UNAUTHENTICATED")
+
+
+def test_check_with_a_forged_credential_is_401(client: TestClient) -> None:
+    assert_error(get_check(client, "tc_p_forged", N, "2020-01-01"), 401, "UNAUTHENTICATED")
+
+
+def test_unknown_number_is_no_data(client: TestClient, parties: dict[str, str]) -> None:
+    r = get_check(client, parties["JD"], "+8613700137000", "2020-01-01")
+    assert r.json() == {"number": "+8613700137000", "since": "2020-01-01", "result": "no_data", "last_change_on": None}
+
+
+# ----- CAMARA --------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("history")
+def test_camara_same_holder_is_not_recycled(client: TestClient, parties: dict[str, str]) -> None:
+    r = camara(client, parties["MEITUAN"], {"phoneNumber": N, "specifiedDate": "2022-01-01"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"phoneNumberRecycled": False}
+
+
+@pytest.mark.usefixtures("history")
+def test_camara_new_holder_since_the_date_is_recycled(client: TestClient, parties: dict[str, str]) -> None:
+    r = camara(client, parties["MEITUAN"], {"phoneNumber": N, "specifiedDate": "2019-01-01"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"phoneNumberRecycled": True}
+
+
+@pytest.mark.usefixtures("history")
+def test_camara_no_data_is_400_out_of_range(client: TestClient, parties: dict[str, str]) -> None:
+    before_records = camara(client, parties["MEITUAN"], {"phoneNumber": N, "specifiedDate": "2017-01-01"})
+    assert_error(before_records, 400, "OUT_OF_RANGE")
+    unknown = camara(client, parties["MEITUAN"], {"phoneNumber": "+8613700137000", "specifiedDate": "2020-01-01"})
+    assert_error(unknown, 400, "OUT_OF_RANGE")
+
+
+def test_camara_extra_field_is_400(client: TestClient, parties: dict[str, str]) -> None:
+    r = camara(client, parties["MEITUAN"], {"phoneNumber": N, "specifiedDate": "2020-01-01", "extra": 1})
+    assert_error(r, 400, "INVALID_ARGUMENT")
+
+
+def test_camara_missing_field_is_400(client: TestClient, parties: dict[str, str]) -> None:
+    assert_error(camara(client, parties["MEITUAN"], {"phoneNumber": N}), 400, "INVALID_ARGUMENT")
+
+
+def test_camara_needs_a_platform_credential(client: TestClient, parties: dict[str, str]) -> None:
+    r = camara(client, parties["CMCC"], {"phoneNumber": N, "specifiedDate": "2020-01-01"})
+    assert_error(r, 401, "UNAUTHENTICATED")
+
+
+# ----- batch ---------------------------------------------------------------------------
+
+
+def batch(client: TestClient, secret: str, body: bytes, media: str):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/platform/v1/reassignments:batch", content=body, headers={**bearer(secret), "content-type": media}
+    )
+
+
+@pytest.mark.usefixtures("history")
+def test_csv_batch_returns_the_same_rows_with_results(client: TestClient, parties: dict[str, str]) -> None:
+    body = f"number,since\n{N},2019-06-01\n13900139000,2020-06-01\n+8613700137000,2020-01-01\n".encode()
+    r = batch(client, parties["JD"], body, "text/csv")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = r.text.splitlines()
+    assert lines[0] == "number,since,result,last_change_on,error"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        (N, "2019-06-01", "yes"),
+        ("13900139000", "2020-06-01", "no"),
+        ("+8613700137000", "2020-01-01", "no_data"),
+    ]
+    assert rows[0][3] == "2021-08-15"
+
+
+@pytest.mark.usefixtures("history")
+def test_ndjson_batch_returns_the_same_rows_with_results(client: TestClient, parties: dict[str, str]) -> None:
+    rows = [{"number": N, "since": "2022-01-01"}, {"number": "13900139000", "since": "2019-06-01"}]
+    body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    r = batch(client, parties["JD"], body, "application/x-ndjson")
+    assert r.status_code == 200, r.text
+    out = [orjson.loads(line) for line in r.content.splitlines()]
+    assert [(o["number"], o["since"], o["result"]) for o in out] == [
+        (N, "2022-01-01", "no"),
+        ("13900139000", "2019-06-01", "no_data"),
+    ]
+    assert out[0]["last_change_on"] == "2021-08-15"
+
+
+def test_csv_batch_marks_invalid_rows_with_an_error(client: TestClient, parties: dict[str, str]) -> None:
+    body = (
+        f"number,since\n+8612345678901,2020-01-01\n{N},not-a-date\n{N},2030-01-01\n{N},2020-01-01\n{N}\n"
+    ).encode()
+    r = batch(client, parties["JD"], body, "text/csv")
+    assert r.status_code == 200, r.text
+    rows = [line.split(",") for line in r.text.splitlines()[1:]]
+    assert len(rows) == 5
+    results = [row[2] if len(row) > 2 else None for row in rows]
+    assert results[:3] == ["invalid", "invalid", "invalid"]
+    assert all(row[4] for row in rows[:3]), rows
+    assert results[3] == "no_data" and rows[3][4] == ""
+    assert "invalid" in rows[4]
+
+
+def test_ndjson_batch_marks_invalid_rows_with_an_error(client: TestClient, parties: dict[str, str]) -> None:
+    body = b'{"number": "12", "since": "2020-01-01"}\n{not json\n{"number": "+8613800138000", "since": "2020-01-01"}\n'
+    r = batch(client, parties["JD"], body, "application/x-ndjson")
+    assert r.status_code == 200, r.text
+    out = [orjson.loads(line) for line in r.content.splitlines()]
+    assert len(out) == 3
+    assert out[0]["result"] == "invalid" and out[0]["error"]
+    assert out[1]["result"] == "invalid" and out[1]["error"]
+    assert out[2]["result"] == "no_data" and "error" not in out[2]
+
+
+def test_batch_with_wrong_content_type_is_415(client: TestClient, parties: dict[str, str]) -> None:
+    assert_error(batch(client, parties["JD"], b'{"a": 1}', "application/json"), 415, "INVALID_ARGUMENT")
+
+
+def test_batch_needs_a_platform_credential(client: TestClient, parties: dict[str, str]) -> None:
+    assert_error(batch(client, parties["CMCC"], b"number,since\n", "text/csv"), 401, "UNAUTHENTICATED")
+
+
+@pytest.mark.usefixtures("history")
+def test_batch_output_has_one_row_per_input_row(client: TestClient, parties: dict[str, str]) -> None:
+    numbers = [f"1380013{i:04d}" for i in range(3000)]
+    body = ("number,since\n" + "".join(f"{n},2020-0{1 + i % 9}-15\n" for i, n in enumerate(numbers))).encode()
+    r = batch(client, parties["JD"], body, "text/csv")
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert len(lines) == 1 + len(numbers)
+    assert [line.split(",")[0] for line in lines[1:]] == numbers
+
+
+# ----- the audit trail -----------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("history")
+def test_single_check_is_logged_with_platform_digest_and_answer(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    assert get_check(client, parties["JD"], N, "2019-06-01").json()["result"] == "yes"
+    rows = check_rows(sessions)
+    assert len(rows) == 1
+    pid, digest, since, result, channel = rows[0]
+    assert pid == platform_id(sessions, "JD")
+    assert str(since) == "2019-06-01" and result == "yes" and channel == "single"
+    assert digest == client.app.state.hub.digester.number(13800138000)  # type: ignore[attr-defined]
+    assert "13800138000" not in digest
+
+
+@pytest.mark.usefixtures("history")
+def test_camara_check_is_logged(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    camara(client, parties["MEITUAN"], {"phoneNumber": N, "specifiedDate": "2022-01-01"})
+    rows = check_rows(sessions)
+    assert len(rows) == 1
+    assert rows[0][0] == platform_id(sessions, "MEITUAN") and rows[0][3] == "no"
+
+
+@pytest.mark.usefixtures("history")
+def test_batch_checks_are_logged_one_row_per_valid_check(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    body = f"number,since\n{N},2019-06-01\n13900139000,2020-06-01\n+8612345678901,2020-01-01\n".encode()
+    assert batch(client, parties["MEITUAN"], body, "text/csv").status_code == 200
+    client.app.state.hub.checklog.flush()  # type: ignore[attr-defined]
+    rows = check_rows(sessions)
+    assert sorted((r[3], r[4]) for r in rows) == [("no", "batch"), ("yes", "batch")]
+    assert {r[0] for r in rows} == {platform_id(sessions, "MEITUAN")}
+    digester = client.app.state.hub.digester  # type: ignore[attr-defined]
+    assert {r[1] for r in rows} == {digester.number(13800138000), digester.number(13900139000)}
+
+
+@pytest.mark.usefixtures("history")
+def test_no_raw_number_is_stored_in_the_check_log(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    get_check(client, parties["JD"], N, "2019-06-01")
+    camara(client, parties["JD"], {"phoneNumber": OTHER, "specifiedDate": "2022-01-01"})
+    batch(client, parties["JD"], f"number,since\n{N},2019-06-01\n".encode(), "text/csv")
+    client.app.state.hub.checklog.flush()  # type: ignore[attr-defined]
+    with sessions() as session:
+        dump = " ".join(str(v) for row in session.execute(text("SELECT * FROM reassignment_checks")) for v in row)
+    assert dump
+    assert "13800138000" not in dump and "13900139000" not in dump
