@@ -250,7 +250,7 @@ def ledger_check(
 def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    numbers: Annotated[int, typer.Option(help="numbers in the simulated ledger")] = 20_000,
+    numbers: Annotated[int, typer.Option(help="numbers in the simulated ledger")] = 5_000,
     database: Annotated[Path, typer.Option(help="SQLite file for the demo")] = Path("tongcha-demo.db"),
 ) -> None:
     """Start the hub on SQLite with simulated carriers feeding it over HTTP."""

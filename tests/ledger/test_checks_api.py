@@ -66,9 +66,7 @@ def platform_id(sessions: sessionmaker[Session], code: str) -> int:
 
 
 @pytest.mark.usefixtures("history")
-def test_bare_eleven_digit_number_is_accepted_and_answered_in_e164(
-    client: TestClient, parties: dict[str, str]
-) -> None:
+def test_bare_eleven_digit_number_is_accepted_and_answered_in_e164(client: TestClient, parties: dict[str, str]) -> None:
     r = get_check(client, parties["JD"], "13800138000", "2019-06-01")
     assert r.status_code == 200, r.text
     assert r.json() == {"number": N, "since": "2019-06-01", "result": "yes", "last_change_on": "2021-08-15"}
@@ -201,9 +199,7 @@ def test_ndjson_batch_returns_the_same_rows_with_results(client: TestClient, par
 
 
 def test_csv_batch_marks_invalid_rows_with_an_error(client: TestClient, parties: dict[str, str]) -> None:
-    body = (
-        f"number,since\n+8612345678901,2020-01-01\n{N},not-a-date\n{N},2030-01-01\n{N},2020-01-01\n{N}\n"
-    ).encode()
+    body = (f"number,since\n+8612345678901,2020-01-01\n{N},not-a-date\n{N},2030-01-01\n{N},2020-01-01\n{N}\n").encode()
     r = batch(client, parties["JD"], body, "text/csv")
     assert r.status_code == 200, r.text
     rows = [line.split(",") for line in r.text.splitlines()[1:]]
@@ -263,9 +259,7 @@ def test_single_check_is_logged_with_platform_digest_and_answer(
 
 
 @pytest.mark.usefixtures("history")
-def test_camara_check_is_logged(
-    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]
-) -> None:
+def test_camara_check_is_logged(client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]) -> None:
     camara(client, parties["MEITUAN"], {"phoneNumber": N, "specifiedDate": "2022-01-01"})
     rows = check_rows(sessions)
     assert len(rows) == 1

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.factories import id_number
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
 from tongcha.ledger import index as ledger_index
 from tongcha.ledger import service
 from tongcha.ledger.index import EPOCH, RESULT_NAMES, LedgerIndex, Snapshot, from_day
 from tongcha.ledger.models import Carrier
-from tests.factories import id_number
 
 Days = tuple[int, int, int]
 
@@ -99,7 +99,9 @@ def test_overlay_and_merges_agree_with_a_dict(
         changes = dict(update)
         for number, days in zip(known, update.values(), strict=False):
             changes[number] = days
-        rows = [(n, EPOCH + timedelta(days=d[0]), from_day(d[1]), EPOCH + timedelta(days=d[2])) for n, d in changes.items()]
+        rows = [
+            (n, EPOCH + timedelta(days=d[0]), from_day(d[1]), EPOCH + timedelta(days=d[2])) for n, d in changes.items()
+        ]
         idx.apply(rows, rev)
         model.update(changes)
         assert idx.revision == rev
@@ -116,7 +118,13 @@ def test_merge_folds_the_overlay_into_the_snapshot() -> None:
     idx = LedgerIndex(build({13800138000: (18000, 18000, 18000)}), revision=1, merge_at=2)
     idx.apply([(13900139000, date(2020, 1, 1), None, date(2021, 1, 1))], 2)
     assert len(idx.snapshot) == 1  # still in the overlay
-    idx.apply([(13800138000, date(2019, 1, 1), date(2019, 1, 1), date(2019, 1, 1)), (15000150000, date(2020, 1, 1), date(2020, 1, 1), date(2020, 1, 1))], 3)
+    idx.apply(
+        [
+            (13800138000, date(2019, 1, 1), date(2019, 1, 1), date(2019, 1, 1)),
+            (15000150000, date(2020, 1, 1), date(2020, 1, 1), date(2020, 1, 1)),
+        ],
+        3,
+    )
     assert len(idx.snapshot) == 3 and len(idx) == 3
     assert idx.lookup(13800138000) == (date(2019, 1, 1), date(2019, 1, 1), date(2019, 1, 1))
     assert idx.lookup(13900139000) == (date(2020, 1, 1), None, date(2021, 1, 1))
@@ -187,7 +195,9 @@ def test_loaded_index_matches_answers_from_the_tenures(
     engine: Engine, sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
 ) -> None:
     rng = random.Random(7)
-    numbers = sorted({rng.choice(["138", "139", "150", "186", "199"]) + f"{rng.randrange(10**8):08d}" for _ in range(60)})
+    numbers = sorted(
+        {rng.choice(["138", "139", "150", "186", "199"]) + f"{rng.randrange(10**8):08d}" for _ in range(60)}
+    )
     events = [e for i, n in enumerate(numbers) for e in random_history(rng, "+86" + n, i)]
     rng.shuffle(events)
     with sessions() as session, session.begin():
@@ -198,7 +208,9 @@ def test_loaded_index_matches_answers_from_the_tenures(
     idx = ledger_index.load(engine)
     assert len(idx) == len(numbers)
     with sessions() as session:
-        tenures = session.execute(text("SELECT number, seq, started_on, ended_on FROM tenures ORDER BY number, seq")).all()
+        tenures = session.execute(
+            text("SELECT number, seq, started_on, ended_on FROM tenures ORDER BY number, seq")
+        ).all()
     by_number: dict[int, list[tuple[date, date | None]]] = {}
     for number, _, started, ended in tenures:
         by_number.setdefault(int(number), []).append((_d(started), _d(ended)))

@@ -253,9 +253,7 @@ def test_shuffled_history_replays_to_the_same_tenures(history: list[Event], rnd:
 
 @settings(max_examples=100, deadline=None)
 @given(histories(), st.randoms(use_true_random=False))
-def test_history_split_into_held_and_new_replays_to_the_same_tenures(
-    history: list[Event], rnd: random.Random
-) -> None:
+def test_history_split_into_held_and_new_replays_to_the_same_tenures(history: list[Event], rnd: random.Random) -> None:
     """However a history is split between the ledger and a later batch, the result is the same."""
     cut = rnd.randint(0, len(history))
     held = [
@@ -311,9 +309,9 @@ def test_reissue_day_and_after_belong_to_the_new_holder() -> None:
     )
     assert check(state, date(2021, 8, 14)) == "yes"
     assert check(state, date(2021, 8, 15)) == "no"
-    assert answer(NUMBER, date(2019, 1, 1), state.first_known_on, state.open_since, state.last_change_on).last_change_on == (
-        date(2021, 8, 15)
-    )
+    assert answer(
+        NUMBER, date(2019, 1, 1), state.first_known_on, state.open_since, state.last_change_on
+    ).last_change_on == (date(2021, 8, 15))
 
 
 def test_port_is_not_a_change_of_hands() -> None:

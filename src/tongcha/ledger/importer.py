@@ -19,8 +19,8 @@ from tongcha.ledger import index as ledger_index
 from tongcha.ledger import repository as repo
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats
-from tongcha.ledger.parse import csv_events, ndjson_events, sniff_format
 from tongcha.ledger.models import ReassignmentBatch
+from tongcha.ledger.parse import csv_events, ndjson_events, sniff_format
 from tongcha.ledger.tasks import BatchBlock, CheckLog
 from tongcha.platforms.models import Platform
 
@@ -40,9 +40,18 @@ def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
     raw.seek(0)
     if sniff_format(str(path), head) == "ndjson":
         return ndjson_events(raw)
+    return _csv_rows(raw)
+
+
+def _csv_rows(raw: IO[bytes]) -> Iterator[Any]:
     import io
 
-    return csv_events(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+    text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    try:
+        yield from csv_events(text)
+    finally:
+        # Let go of ``raw`` without closing it: the caller still reads its position.
+        text.detach()
 
 
 def import_file(

@@ -21,9 +21,7 @@ class CarrierClient:
     """Posts events as NDJSON to ``/carrier/v1/events`` with the carrier's bearer credential."""
 
     def __init__(self, base_url: str, secret: str, *, timeout: float = 60.0) -> None:
-        self._http = httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, timeout=timeout
-        )
+        self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, timeout=timeout)
 
     def send(self, events: Iterable[Mapping[str, Any]], *, correlator: str | None = None) -> SendResult:
         """Send a batch; raises ``httpx.HTTPStatusError`` when the hub refuses the whole batch."""

@@ -48,7 +48,9 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
         )
         seeded = session.scalars(select(Tenure).limit(1)).first() is not None
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine=engine), host=host, port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://{host}:{port}"

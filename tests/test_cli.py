@@ -1,0 +1,274 @@
+"""The real ``tongcha`` command, run as an operator would, on SQLite and on PostgreSQL.
+
+Starting the command costs a second or two, so each backend gets one database, set up
+once by the command itself (``db upgrade``, ``carrier add``); each test then runs the
+commands it is about and checks their effect in the database and through the app.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import PG_ADMIN, bearer
+from tests.factories import id_number
+from tongcha.kit.db import make_engine
+from tongcha.kit.settings import Settings
+from tongcha.web.app import create_app
+
+TONGCHA = str(Path(sys.executable).with_name("tongcha"))
+
+
+@dataclass
+class Scenario:
+    url: str
+    work: Path
+    outputs: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    before_revoke: int = 0
+    rejects: Path = Path()
+    check_out: Path = Path()
+
+    def scalar(self, sql: str) -> object:
+        engine = make_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(sql)).scalar()
+        finally:
+            engine.dispose()
+
+    def client(self) -> TestClient:
+        """A freshly built app (so no credential cache carries over) on this database."""
+        settings = Settings(env="dev", database_url=self.url, index_refresh_seconds=0.0)
+        return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def run_cli(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TONGCHA_DATABASE_URL": url, "TONGCHA_ENV": "dev", "COLUMNS": "200"}
+    env.pop("TONGCHA_SECRET_KEY", None)
+    proc = subprocess.run([TONGCHA, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    if check:
+        assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _scenario(url: str, work: Path) -> Scenario:
+    """Every command the tests look at, run once, in order, on one database."""
+    sc = Scenario(url, work)
+    sc.outputs["upgrade"] = run_cli(url, "db", "upgrade")
+    for code, label in (("CMCC", "China Mobile"), ("CUCC", "China Unicom")):
+        sc.outputs[f"add {code}"] = proc = run_cli(url, "carrier", "add", code, "--name", label)
+        sc.secrets[code] = proc.stdout.strip().splitlines()[-1]
+    with sc.client() as client:
+        sc.before_revoke = client.post("/carrier/v1/events", json=[], headers=bearer(sc.secrets["CUCC"])).status_code
+    sc.outputs["revoke"] = run_cli(url, "carrier", "revoke", "CUCC")
+    csv_events_file = _csv_history(work)
+    sc.outputs["import csv"] = run_cli(url, "ledger", "import", str(csv_events_file), "--carrier", "CMCC")
+    sc.counts["after first import"] = _counts(sc, 13800138001)
+    sc.outputs["import csv again"] = run_cli(url, "ledger", "import", str(csv_events_file), "--carrier", "CMCC")
+    sc.counts["after second import"] = _counts(sc, 13800138001)
+    sc.outputs["import ndjson"] = run_cli(url, "ledger", "import", str(_ndjson_history(work)), "--carrier", "CMCC")
+    bad, sc.rejects = _bad_rows(work), work / "rejects.ndjson"
+    sc.outputs["import bad"] = run_cli(
+        url, "ledger", "import", str(bad), "--carrier", "CMCC", "--rejects", str(sc.rejects)
+    )
+    sc.outputs["import unknown carrier"] = run_cli(url, "ledger", "import", str(bad), "--carrier", "NOPE", check=False)
+    asks = work / "asks.csv"
+    asks.write_text(
+        "number,since\n+8613800138001,2019-06-01\n13800138001,2022-01-01\n+8615000150008,2019-06-01\n12,2019-06-01\n",
+        encoding="utf-8",
+    )
+    sc.check_out = work / "out.csv"
+    sc.outputs["check"] = run_cli(url, "ledger", "check", str(asks), "-o", str(sc.check_out))
+    return sc
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Scenario]]:
+    name = f"tongcha_cli_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    urls = {
+        "sqlite": f"sqlite:///{tmp_path_factory.mktemp('cli') / 'tongcha.db'}",
+        "postgresql": PG_ADMIN.rsplit("/", 1)[0] + "/" + name,
+    }
+    try:
+        # the two databases are independent: run their command sequences side by side
+        with ThreadPoolExecutor(2) as pool:
+            futures = {k: pool.submit(_scenario, url, tmp_path_factory.mktemp(k)) for k, url in urls.items()}
+            yield {k: f.result() for k, f in futures.items()}
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sc(request: pytest.FixtureRequest, scenarios: dict[str, Scenario]) -> Scenario:
+    return scenarios[request.param]
+
+
+def holder(serial: int) -> tuple[str, str]:
+    return id_number(serial=serial), f"用户{serial}"
+
+
+def csv_file(path: Path, rows: list[list[str]]) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["event_id", "type", "number", "occurred_at", "id_number", "name", "to_carrier"])
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def _csv_history(work: Path) -> Path:
+    alice, bob = holder(11), holder(12)
+    return csv_file(
+        work / "events.csv",
+        [
+            ["csv-1", "activated", "+8613800138001", "2018-01-10T10:00:00+08:00", *alice, ""],
+            ["csv-2", "cancelled", "+8613800138001", "2021-05-01T10:00:00+08:00", "", "", ""],
+            ["csv-3", "activated", "13800138001", "2021-08-15T10:00:00+08:00", *bob, ""],
+        ],
+    )
+
+
+def _ndjson_history(work: Path) -> Path:
+    idn, name = holder(21)
+    events = [
+        {
+            "event_id": "nd-1",
+            "type": "activated",
+            "number": "+8613900139002",
+            "occurred_at": "2019-03-01T10:00:00+08:00",
+            "holder": {"id_number": idn, "name": name},
+        },
+        {
+            "event_id": "nd-2",
+            "type": "suspended",
+            "number": "+8613900139002",
+            "occurred_at": "2020-03-01T10:00:00+08:00",
+        },
+    ]
+    path = work / "events.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+BAD_HOLDER = holder(31)
+
+
+def _bad_rows(work: Path) -> Path:
+    path = csv_file(
+        work / "bad.csv",
+        [
+            ["bad-1", "activated", "+8613700137003", "2019-01-01T10:00:00+08:00", *BAD_HOLDER, ""],
+            ["bad-2", "activated", "+8612345678901", "2019-01-01T10:00:00+08:00", *BAD_HOLDER, ""],
+            ["bad-3", "exploded", "+8613700137004", "2019-01-01T10:00:00+08:00", "", "", ""],
+        ],
+    )
+    with path.open("a", encoding="utf-8") as f:
+        f.write("bad-4,activated,+8613700137005\n")
+    return path
+
+
+def _counts(sc: Scenario, number: int) -> tuple[int, int]:
+    events = sc.scalar(f"SELECT COUNT(*) FROM ledger_events WHERE number = {number}")
+    tenures = sc.scalar(f"SELECT COUNT(*) FROM tenures WHERE number = {number}")
+    return int(events), int(tenures)  # type: ignore[call-overload]
+
+
+# ----- setting up ------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_schema(sc: Scenario) -> None:
+    assert "database at head" in sc.outputs["upgrade"].stdout
+    assert sc.scalar("SELECT COUNT(*) FROM carriers") == 2
+
+
+def test_carrier_add_prints_the_credential_alone_on_the_last_line(sc: Scenario) -> None:
+    last = sc.outputs["add CMCC"].stdout.rstrip("\n").splitlines()[-1]
+    assert last == sc.secrets["CMCC"] and last.startswith("tc_") and " " not in last
+
+
+def test_added_carrier_credential_works_as_bearer(sc: Scenario) -> None:
+    with sc.client() as client:
+        r = client.post("/carrier/v1/events", json=[], headers=bearer(sc.secrets["CMCC"]))
+        assert r.status_code == 200, r.text
+        assert r.json()["accepted"] == 0
+
+
+def test_carrier_revoke_stops_the_credential_working(sc: Scenario) -> None:
+    assert sc.before_revoke == 200
+    assert "revoked 1 credential" in sc.outputs["revoke"].stdout
+    with sc.client() as client:
+        r = client.post("/carrier/v1/events", json=[], headers=bearer(sc.secrets["CUCC"]))
+        assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+# ----- importing -------------------------------------------------------------------------
+
+
+def test_csv_import_loads_events_into_tenures(sc: Scenario) -> None:
+    assert "accepted 3, duplicates 0, rejected 0" in sc.outputs["import csv"].stdout
+    assert sc.counts["after first import"] == (3, 2)
+
+
+def test_rerunning_an_import_reports_duplicates_and_changes_nothing(sc: Scenario) -> None:
+    assert "accepted 0, duplicates 3, rejected 0" in sc.outputs["import csv again"].stdout
+    assert sc.counts["after second import"] == sc.counts["after first import"]
+
+
+def test_ndjson_import_loads_events(sc: Scenario) -> None:
+    assert "accepted 2, duplicates 0, rejected 0" in sc.outputs["import ndjson"].stdout
+    assert str(sc.scalar("SELECT open_since FROM ledger_numbers WHERE number = 13900139002")) == "2019-03-01"
+
+
+def test_malformed_rows_are_reported_as_rejected(sc: Scenario) -> None:
+    out = sc.outputs["import bad"].stdout
+    assert "accepted 1, duplicates 0, rejected 3" in out
+    assert "bad_type" in out and "malformed" in out
+    written = [orjson.loads(line) for line in sc.rejects.read_text(encoding="utf-8").splitlines()]
+    assert {r["event_id"] for r in written} == {"bad-2", "bad-3", "bad-4"}
+    assert BAD_HOLDER[0] not in sc.rejects.read_text(encoding="utf-8")
+
+
+def test_import_for_an_unknown_carrier_fails_with_a_clear_message(sc: Scenario) -> None:
+    proc = sc.outputs["import unknown carrier"]
+    assert proc.returncode != 0
+    assert "no carrier with code 'NOPE'" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# ----- checking --------------------------------------------------------------------------
+
+
+def test_ledger_check_writes_results_to_the_output_file(sc: Scenario) -> None:
+    rows = list(csv.DictReader(io.StringIO(sc.check_out.read_text(encoding="utf-8"))))
+    assert [(r["number"], r["since"], r["result"]) for r in rows] == [
+        ("+8613800138001", "2019-06-01", "yes"),
+        ("13800138001", "2022-01-01", "no"),
+        ("+8615000150008", "2019-06-01", "no_data"),
+        ("12", "2019-06-01", "invalid"),
+    ]
+    assert rows[0]["last_change_on"] == "2021-08-15"
+    stderr = sc.outputs["check"].stderr
+    assert "4 rows" in stderr and "invalid 1" in stderr
+
+
+def test_ledger_check_records_every_valid_check(sc: Scenario) -> None:
+    assert sc.scalar("SELECT COUNT(*) FROM reassignment_checks WHERE channel = 'batch'") == 3

@@ -1,0 +1,98 @@
+"""The OpenAPI document is complete, and every answer keeps the error shape and correlator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import bearer
+
+LEDGER_PATHS = {
+    ("post", "/carrier/v1/events"),
+    ("get", "/platform/v1/reassignments/{number}"),
+    ("post", "/platform/v1/reassignments:batch"),
+    ("post", "/number-recycling/v0.2/check"),
+}
+
+
+@pytest.fixture
+def spec(client: TestClient) -> dict[str, Any]:
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, op)
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+
+
+def test_openapi_lists_the_ledger_paths_of_the_contract(spec: dict[str, Any]) -> None:
+    listed = {(method, path) for method, path, _ in operations(spec)}
+    assert listed >= LEDGER_PATHS
+
+
+def test_every_api_route_declares_a_4xx_response(spec: dict[str, Any]) -> None:
+    missing = [
+        f"{method.upper()} {path}"
+        for method, path, op in operations(spec)
+        if not any(str(code).startswith("4") for code in op.get("responses", {}))
+    ]
+    # the HTML pages are not an API; everything else must declare its errors
+    assert [m for m in missing if m != "GET /"] == []
+
+
+def test_declared_errors_use_the_one_error_shape(spec: dict[str, Any]) -> None:
+    for method, path, _ in operations(spec):
+        if (method, path) not in LEDGER_PATHS:
+            continue
+        op = spec["paths"][path][method]
+        for code, response in op["responses"].items():
+            if str(code).startswith("4") and code != "422":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, code)
+
+
+def test_ledger_routes_declare_unauthenticated(spec: dict[str, Any]) -> None:
+    for method, path in LEDGER_PATHS:
+        assert "401" in spec["paths"][path][method]["responses"], (method, path)
+
+
+def test_unknown_path_is_404_in_the_error_shape(client: TestClient) -> None:
+    r = client.get("/no/such/path")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "NOT_FOUND"
+    assert set(r.json()["error"]) >= {"code", "message", "details"}
+
+
+def test_wrong_method_is_405_in_the_error_shape(client: TestClient) -> None:
+    r = client.delete("/carrier/v1/events")
+    assert r.status_code == 405
+    assert set(r.json()) == {"error"}
+
+
+def test_x_correlator_is_echoed(client: TestClient, parties: dict[str, str]) -> None:
+    r = client.get(
+        "/platform/v1/reassignments/+8613800138000",
+        params={"since": "2020-01-01"},
+        headers={**bearer(parties["JD"]), "x-correlator": "req-42.a:b"},
+    )
+    assert r.status_code == 200
+    assert r.headers["x-correlator"] == "req-42.a:b"
+
+
+def test_x_correlator_is_echoed_on_errors(client: TestClient) -> None:
+    r = client.get("/no/such/path", headers={"x-correlator": "err-7"})
+    assert r.headers["x-correlator"] == "err-7"
+
+
+def test_a_correlator_is_made_up_when_none_is_sent(client: TestClient) -> None:
+    r = client.get("/no/such/path")
+    assert r.headers.get("x-correlator")
