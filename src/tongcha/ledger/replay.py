@@ -104,6 +104,20 @@ def _serving(state: NumberState, event: Event, verb: str) -> TenureState:
     return tenure
 
 
+def _open_tenure(state: NumberState, event: Event) -> None:
+    assert event.holder_digest and event.kyc_digest and event.tail_digest
+    state.tenures.append(
+        TenureState(
+            seq=len(state.tenures) + 1,
+            holder_digest=event.holder_digest,
+            kyc_digest=event.kyc_digest,
+            tail_digest=event.tail_digest,
+            carrier_id=event.carrier_id,
+            started_on=event.day,
+        )
+    )
+
+
 def apply(state: NumberState, event: Event, quarantine_days: Callable[[int], int]) -> None:
     """Apply one event to a number's state, or raise ``Contradiction`` and change nothing."""
     kind = event.type
@@ -117,17 +131,7 @@ def apply(state: NumberState, event: Event, quarantine_days: Callable[[int], int
             raise Contradiction(
                 "CONFLICT", "in_quarantine", f"activation inside quarantine, which lasts until {state.quarantine_until}"
             )
-        assert event.holder_digest and event.kyc_digest and event.tail_digest
-        state.tenures.append(
-            TenureState(
-                seq=len(state.tenures) + 1,
-                holder_digest=event.holder_digest,
-                kyc_digest=event.kyc_digest,
-                tail_digest=event.tail_digest,
-                carrier_id=event.carrier_id,
-                started_on=event.day,
-            )
-        )
+        _open_tenure(state, event)
         state.carrier_id = event.carrier_id
         state.suspended = False
         state.quarantine_until = None
@@ -147,19 +151,9 @@ def apply(state: NumberState, event: Event, quarantine_days: Callable[[int], int
         tenure = _serving(state, event, "transfer")
         if tenure.holder_digest == event.holder_digest:
             raise Contradiction("CONFLICT", "same_holder", "transfer to the holder who already holds the number")
-        assert event.holder_digest and event.kyc_digest and event.tail_digest
         tenure.ended_on = event.day
         tenure.end_reason = "transferred"
-        state.tenures.append(
-            TenureState(
-                seq=len(state.tenures) + 1,
-                holder_digest=event.holder_digest,
-                kyc_digest=event.kyc_digest,
-                tail_digest=event.tail_digest,
-                carrier_id=event.carrier_id,
-                started_on=event.day,
-            )
-        )
+        _open_tenure(state, event)
         state.suspended = False
     elif kind is EventType.suspended:
         _serving(state, event, "suspension")
