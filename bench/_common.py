@@ -34,24 +34,26 @@ def median(xs: Sequence[float]) -> float:
 def machine() -> str:
     cpu = "?"
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     mem = "?"
     try:
-        for line in open("/proc/meminfo", encoding="utf-8"):
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("MemTotal"):
+                    mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                    break
     except OSError:
         pass
     try:
         with psycopg.connect(PG_ADMIN) as conn:
             pg = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-    except Exception:  # noqa: BLE001
+    except Exception:
         pg = "?"
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     return f"nproc {nproc}, CPU {cpu}, RAM {mem}, PostgreSQL {pg}, Python {platform.python_version()}"

@@ -29,11 +29,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import drop_db, fresh_db, machine, median, table  # noqa: E402
-
-from tongcha.kit.phone import mobile_prefix_table  # noqa: E402
-from tongcha.ledger.batch import BatchChecker  # noqa: E402
-from tongcha.ledger.index import EPOCH, LedgerIndex, Snapshot  # noqa: E402
+from _common import drop_db, fresh_db, machine, median, table
+from tongcha.kit.phone import mobile_prefix_table
+from tongcha.ledger.batch import BatchChecker
+from tongcha.ledger.index import EPOCH, LedgerIndex, Snapshot
 
 TODAY = date(2026, 11, 23)
 TODAY_DAY = (TODAY - EPOCH).days
@@ -54,8 +53,10 @@ def make_ledger(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
             suffix = np.unique(np.concatenate([suffix, rng.integers(0, 100_000_000, per, dtype=np.int64)]))
         keep = np.sort(rng.choice(len(suffix), per, replace=False))
         parts.append(p * 100_000_000 + suffix[keep])
-    numbers = np.concatenate(parts)[:n] if per * len(PREFIXES) == n else np.sort(
-        rng.choice(np.concatenate(parts), n, replace=False)
+    numbers = (
+        np.concatenate(parts)[:n]
+        if per * len(PREFIXES) == n
+        else np.sort(rng.choice(np.concatenate(parts), n, replace=False))
     )
     span = TODAY_DAY - START_DAY
     first = (START_DAY + (rng.random(n) ** 1.5 * span)).astype(np.int64)

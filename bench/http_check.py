@@ -61,7 +61,7 @@ async def _conn_worker(
             lat.append(time.perf_counter() - intended)
             if status != 200:
                 errors.append(f"HTTP {status}")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(type(exc).__name__)
             lat.append(time.perf_counter() - intended)
             reader, writer = await asyncio.open_connection(host, port)
@@ -86,9 +86,7 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, object]:
     # One queue per connection, filled round-robin: each connection is a keep-alive
     # HTTP/1.1 pipe; requests wait in it when the server is slow (counted as latency).
     queues: list[asyncio.Queue[tuple[float, bytes] | None]] = [asyncio.Queue() for _ in range(args.connections)]
-    workers = [
-        asyncio.create_task(_conn_worker(args.host, args.port, q, lat, errors)) for q in queues
-    ]
+    workers = [asyncio.create_task(_conn_worker(args.host, args.port, q, lat, errors)) for q in queues]
     await asyncio.sleep(0.2)
     interval = 1.0 / args.rate
     start = time.perf_counter() + 0.05
@@ -183,7 +181,7 @@ def main() -> None:
             [TONGCHA, "serve", "--host", args.host, "--port", str(args.port)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "serve.log", "w"),
+            stderr=open(tmp / "serve.log", "w"),  # noqa: SIM115 - lives as long as the server
         )
         deadline = time.time() + 30
         import urllib.request
@@ -194,10 +192,10 @@ def main() -> None:
                     f"http://{args.host}:{args.port}/platform/v1/reassignments/%2B86{numbers[0]}?since=2020-01-01",
                     headers={"Authorization": f"Bearer {secret}"},
                 )
-                with urllib.request.urlopen(req, timeout=2) as resp:
+                with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - loopback http only
                     print("warm-up answer:", resp.read().decode()[:200])
                 break
-            except Exception:  # noqa: BLE001
+            except Exception:
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError("server did not start: " + (tmp / "serve.log").read_text()[-2000:]) from None
                 time.sleep(0.3)
@@ -208,13 +206,20 @@ def main() -> None:
                     sys.executable,
                     __file__,
                     "--loadgen",
-                    "--rate", str(args.rate),
-                    "--seconds", str(args.seconds),
-                    "--connections", str(args.connections),
-                    "--host", args.host,
-                    "--port", str(args.port),
-                    "--secret", secret,
-                    "--numbers-file", str(numbers_file),
+                    "--rate",
+                    str(args.rate),
+                    "--seconds",
+                    str(args.seconds),
+                    "--connections",
+                    str(args.connections),
+                    "--host",
+                    args.host,
+                    "--port",
+                    str(args.port),
+                    "--secret",
+                    secret,
+                    "--numbers-file",
+                    str(numbers_file),
                 ],
                 env,
             )
@@ -252,8 +257,10 @@ def main() -> None:
         )
     )
     db = "PostgreSQL" if args.pg else "SQLite"
-    print(f"\n{db}, {len(numbers):,} numbers, target {args.rate:,.0f} req/s for {args.seconds:g} s, "
-          f"{args.connections} keep-alive connections\n")
+    print(
+        f"\n{db}, {len(numbers):,} numbers, target {args.rate:,.0f} req/s for {args.seconds:g} s, "
+        f"{args.connections} keep-alive connections\n"
+    )
     print(table(("run", "requests", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"), rows))
     p99 = median([r["p99_ms"] for r in results])
     print(f"\ngoal p99 <= 10 ms at {args.rate:,.0f} req/s: {'met' if p99 <= 10 else 'MISSED'}")

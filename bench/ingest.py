@@ -23,15 +23,14 @@ import orjson
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import drop_db, fresh_db, machine, median, table  # noqa: E402
-
-from tongcha.kit.clock import FixedClock  # noqa: E402
-from tongcha.kit.db import make_engine, make_sessionmaker  # noqa: E402
-from tongcha.kit.migrate import upgrade  # noqa: E402
-from tongcha.kit.settings import Settings  # noqa: E402
-from tongcha.ledger.importer import import_file  # noqa: E402
-from tongcha.parties import add_carrier  # noqa: E402
-from tongcha.sim.ledger import SynthConfig, generate  # noqa: E402
+from _common import drop_db, fresh_db, machine, median, table
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.db import make_engine, make_sessionmaker
+from tongcha.kit.migrate import upgrade
+from tongcha.kit.settings import Settings
+from tongcha.ledger.importer import import_file
+from tongcha.parties import add_carrier
+from tongcha.sim.ledger import SynthConfig, generate
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
 COLUMNS = (
@@ -104,7 +103,9 @@ def one_run(path: Path, profile: bool) -> tuple[float, int, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--numbers", type=int, default=120_000, help="numbers in the generated ledger")
+    ap.add_argument(
+        "--numbers", type=int, default=60_000, help="numbers in the generated ledger (about 4.9 events each)"
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small and fast (about 20 s)")
     ap.add_argument("--profile", action="store_true", help="cProfile one ingest run")
