@@ -7,6 +7,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PY := .venv/bin/python
 PG_ADMIN ?= postgresql://postgres@127.0.0.1:5432/postgres
+PG_CHECK ?= postgresql://postgres@127.0.0.1:5432/tongcha_alembic_check
 
 .PHONY: demo check install postgres browser lint typecheck migrations-check test
 
@@ -40,8 +41,8 @@ migrations-check: install postgres
 	TONGCHA_DATABASE_URL=sqlite:///.ci-alembic.db .venv/bin/alembic check
 	rm -f .ci-alembic.db
 	psql "$(PG_ADMIN)" -qc "DROP DATABASE IF EXISTS tongcha_alembic_check" -c "CREATE DATABASE tongcha_alembic_check"
-	TONGCHA_DATABASE_URL=$(subst /postgres,/tongcha_alembic_check,$(PG_ADMIN)) .venv/bin/tongcha db upgrade
-	TONGCHA_DATABASE_URL=$(subst /postgres,/tongcha_alembic_check,$(PG_ADMIN)) .venv/bin/alembic check
+	TONGCHA_DATABASE_URL=$(PG_CHECK) .venv/bin/tongcha db upgrade
+	TONGCHA_DATABASE_URL=$(PG_CHECK) .venv/bin/alembic check
 	psql "$(PG_ADMIN)" -qc "DROP DATABASE tongcha_alembic_check"
 
 test: install postgres browser
