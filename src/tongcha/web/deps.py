@@ -21,12 +21,16 @@ from tongcha.platforms.models import Platform
 from tongcha.web.state import HubState
 
 
+async def hub_dep(request: Request) -> HubState:
+    return hub(request)
+
+
 def hub(request: Request) -> HubState:
     state: HubState = request.app.state.hub
     return state
 
 
-HubDep = Annotated[HubState, Depends(hub)]
+HubDep = Annotated[HubState, Depends(hub_dep)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
