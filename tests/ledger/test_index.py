@@ -242,3 +242,20 @@ def _d(value: object) -> date | None:
     if value is None or isinstance(value, date):
         return value
     return date.fromisoformat(str(value))
+
+
+def test_single_position_agrees_with_the_vectorised_lookup() -> None:
+    import numpy as np
+
+    from tongcha.ledger.index import Snapshot
+
+    rng = np.random.default_rng(5)
+    numbers = np.unique(rng.integers(13_000_000_000, 20_000_000_000, size=50_000))
+    dense = np.arange(15_000_000_000, 15_000_020_000, dtype=np.int64)
+    numbers = np.unique(np.concatenate([numbers, dense]))
+    days = np.ones(len(numbers), dtype=np.uint16)
+    snap = Snapshot.build(numbers, days, days, days)
+    asked = np.concatenate([numbers[::97], rng.integers(10_000_000_000, 20_000_000_000, size=2_000)])
+    expected = snap.positions(asked)
+    assert [snap.position(int(n)) for n in asked] == expected.tolist()
+    assert (expected >= 0).sum() >= len(numbers[::97])

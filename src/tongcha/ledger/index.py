@@ -9,6 +9,7 @@ revision: changes since the last load sit in a small overlay until they are merg
 
 from __future__ import annotations
 
+import bisect
 import struct
 import threading
 import time
@@ -106,6 +107,19 @@ class Snapshot:
         bucket = np.repeat(np.arange(len(self.directory) - 1, dtype=np.int64), np.diff(self.directory).astype(np.int64))
         high = ((bucket << self.shift) >> 32) << 32
         return high + self.low.astype(np.int64) + self.base + NUMBER_BASE
+
+    def position(self, number: int) -> int:
+        """Row of one number, or -1: the single-check path, without array set-up."""
+        key = number - NUMBER_BASE - self.base
+        if key < 0 or not len(self.low):
+            return -1
+        bucket = key >> self.shift
+        if bucket >= len(self.directory) - 1:
+            return -1
+        lo, hi = int(self.directory[bucket]), int(self.directory[bucket + 1])
+        want = key & 0xFFFFFFFF
+        at = lo + bisect.bisect_left(self.low[lo:hi], want)
+        return at if at < hi and int(self.low[at]) == want else -1
 
     def positions(self, numbers: I64) -> I64:
         """Row of each number in the index, or -1."""
@@ -236,7 +250,7 @@ class LedgerIndex:
         with self._lock:
             hit = self._overlay.get(number)
         if hit is None:
-            pos = int(self.snapshot.positions(np.array([number], dtype=np.int64))[0])
+            pos = self.snapshot.position(number)
             if pos < 0:
                 return (None, None, None)
             snap = self.snapshot
