@@ -22,6 +22,7 @@ from tongcha.kit.errors import (
 from tongcha.kit.phone import parse_mobile
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker
+from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.parse import json_array_events, ndjson_events
 from tongcha.ledger.schemas import (
     CamaraCheckIn,
@@ -115,16 +116,20 @@ async def get_reassignment(
     index: IndexDep,
     since: str = Query(description="RFC 3339 full-date, e.g. 2024-01-31"),
 ) -> Response:
-    parsed = parse_mobile(number)
-    day = service.parse_since(since, service.today_in(state.settings, state.clock))
-    ans = service.answer(parsed, day, *index.lookup(parsed))
-    await _log_check(state, caller.party_id, ans, "single")
+    ans = await _check_one(state, index, caller.party_id, number, since, "single")
     return Response(orjson.dumps(ans.as_dict()), media_type="application/json")
 
 
-async def _log_check(state: HubState, platform_id: int, ans: service.Answer, channel: str) -> None:
+async def _check_one(
+    state: HubState, index: LedgerIndex, platform_id: int, number: str, since: str, channel: str
+) -> service.Answer:
+    """Answer one check and wait until it is in the check log."""
+    parsed = parse_mobile(number)
+    day = service.parse_since(since, service.today_in(state.settings, state.clock))
+    ans = service.answer(parsed, day, *index.lookup(parsed))
     record = CheckRecord(platform_id, ans.number, ans.since, ans.result, channel, state.clock.now())
     await asyncio.wrap_future(state.checklog.record(record))
+    return ans
 
 
 @router.post(
@@ -137,10 +142,7 @@ async def _log_check(state: HubState, platform_id: int, ans: service.Answer, cha
 async def camara_check(
     caller: PlatformCaller, state: HubDep, index: IndexDep, body: CamaraCheckIn = Body()
 ) -> Response:
-    parsed = parse_mobile(body.phoneNumber)
-    day = service.parse_since(body.specifiedDate, service.today_in(state.settings, state.clock))
-    ans = service.answer(parsed, day, *index.lookup(parsed))
-    await _log_check(state, caller.party_id, ans, "camara")
+    ans = await _check_one(state, index, caller.party_id, body.phoneNumber, body.specifiedDate, "camara")
     recycled = service.camara_recycled(ans)
     return Response(orjson.dumps({"phoneNumberRecycled": recycled}), media_type="application/json")
 
