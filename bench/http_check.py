@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--workers", type=int, default=1, help="hub processes (tongcha serve --workers)")
     ap.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--secret", help=argparse.SUPPRESS)
     ap.add_argument("--numbers-file", help=argparse.SUPPRESS)
@@ -178,7 +179,7 @@ def main() -> None:
         asked = numbers + [13000000000 + rng.randrange(100_000_000) for _ in range(len(numbers) // 9)]
         numbers_file.write_text(json.dumps(asked))
         server = subprocess.Popen(
-            [TONGCHA, "serve", "--host", args.host, "--port", str(args.port)],
+            [TONGCHA, "serve", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(tmp / "serve.log", "w"),  # noqa: SIM115 - lives as long as the server
