@@ -29,23 +29,12 @@ from tongcha.kit.db import make_engine, make_sessionmaker
 from tongcha.kit.migrate import upgrade
 from tongcha.kit.settings import Settings
 from tongcha.ledger.importer import import_file
+from tongcha.ledger.repository import EVENT_INSERT_COLUMNS
 from tongcha.parties import add_carrier
 from tongcha.sim.ledger import SynthConfig, generate
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
-COLUMNS = (
-    "carrier_id",
-    "event_id",
-    "type",
-    "number",
-    "occurred_at",
-    "day",
-    "holder_digest",
-    "kyc_digest",
-    "tail_digest",
-    "to_carrier_id",
-    "revision",
-)
+COLUMNS = EVENT_INSERT_COLUMNS
 BARE = """CREATE TABLE bare_events (
     id bigserial, carrier_id bigint, event_id varchar(128), type varchar(16), number bigint,
     occurred_at timestamptz, day date, holder_digest varchar(64), kyc_digest varchar(64),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
@@ -32,7 +31,3 @@ class FixedClock:
 
     def set(self, at: datetime) -> None:
         self._at = at
-
-
-def local_today(clock: Clock, tz: ZoneInfo) -> date:
-    return clock.now().astimezone(tz).date()

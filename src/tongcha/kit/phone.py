@@ -66,9 +66,3 @@ def parse_mobile(raw: object) -> int:
 
 def e164(number: int) -> str:
     return f"+86{number}"
-
-
-def masked(number: int) -> str:
-    """What a citizen's page shows: +86 138****8000."""
-    s = str(number)
-    return f"+86 {s[:3]}****{s[-4:]}"

@@ -7,7 +7,6 @@ number or a name.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -213,7 +212,3 @@ def sniff_format(path: str, head: bytes) -> str:
     if lowered.endswith(".csv"):
         return "csv"
     return "ndjson" if head.lstrip().startswith(b"{") else "csv"
-
-
-def open_text(data: bytes) -> IO[str]:
-    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, tuple_
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from tongcha.kit.db import is_postgres
@@ -265,21 +265,6 @@ def number_summaries_since(session: Session, revision: int) -> list[tuple[int, d
     return [(r[0], r[1], r[2], r[3]) for r in session.execute(stmt)]
 
 
-def number_summary(session: Session, number: int) -> LedgerNumber | None:
-    return session.get(LedgerNumber, number)
-
-
-def tenures_of(session: Session, number: int) -> list[Tenure]:
-    return list(session.scalars(select(Tenure).where(Tenure.number == number).order_by(Tenure.seq)))
-
-
-def rejections_of(session: Session, carrier_id: int, event_ids: Sequence[str]) -> list[LedgerRejection]:
-    stmt = select(LedgerRejection).where(
-        tuple_(LedgerRejection.carrier_id, LedgerRejection.event_id).in_([(carrier_id, e) for e in event_ids])
-    )
-    return list(session.scalars(stmt))
-
-
 # ----- the check log ----------------------------------------------------------------
 
 
@@ -295,10 +280,3 @@ def new_batch(session: Session, platform_id: int | None, now: datetime) -> Reass
     session.add(batch)
     session.flush()
     return batch
-
-
-def count_checks(session: Session, platform_id: int | None = None) -> int:
-    stmt = select(func.count()).select_from(ReassignmentCheck)
-    if platform_id is not None:
-        stmt = stmt.where(ReassignmentCheck.platform_id == platform_id)
-    return int(session.scalar(stmt) or 0)

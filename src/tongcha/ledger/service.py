@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from tongcha.kit.clock import Clock
 from tongcha.kit.db import ledger_write_lock
 from tongcha.kit.digests import Digester
-from tongcha.kit.errors import InvalidArgument, NotFound, OutOfRange
+from tongcha.kit.errors import InvalidArgument, OutOfRange
 from tongcha.kit.phone import e164
 from tongcha.kit.settings import Settings
 from tongcha.ledger import repository as repo
@@ -180,13 +180,6 @@ def camara_recycled(ans: Answer) -> bool:
     if ans.result == "no_data":
         raise OutOfRange("the ledger has no records of this number on the specified date")
     return ans.result == "yes"
-
-
-def require_carrier(session: Session, code: str) -> Carrier:
-    carrier = repo.carrier_by_code(session, code)
-    if carrier is None:
-        raise NotFound(f"no carrier with code {code!r}")
-    return carrier
 
 
 def today_in(settings: Settings, clock: Clock) -> date:

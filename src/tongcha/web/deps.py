@@ -11,10 +11,8 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tongcha.kit.clock import Clock
 from tongcha.kit.credentials import Credential, PartyKind, hash_secret
 from tongcha.kit.errors import Unauthenticated
-from tongcha.kit.settings import Settings
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.models import Carrier
 from tongcha.platforms.models import Platform
@@ -46,20 +44,6 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-async def get_clock(request: Request) -> Clock:
-    return hub(request).clock
-
-
-ClockDep = Annotated[Clock, Depends(get_clock)]
-
-
-async def get_settings_dep(request: Request) -> Settings:
-    return hub(request).settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 async def get_index(request: Request) -> LedgerIndex:
