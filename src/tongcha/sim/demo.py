@@ -64,14 +64,14 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
             f"ledger seeded: {report.accepted:,} events accepted in {report.rounds} rounds "
             f"({time.perf_counter() - started:.1f}s); {report.rejected:,} left refused"
         )
-    recycled, stable = _examples(sessions)
+    recycled, stable, earlier = _examples(sessions)
     console.print(f"\n[bold]Tongcha is running at {base}[/bold]  (API docs: {base}/docs)")
     console.print("A platform credential for trying the checks:")
     console.print(f"  {platform_secret}")
     if recycled:
         console.print(f"A re-issued number: {recycled[0]} (held by someone else before {recycled[1]})")
         console.print(
-            f"  curl -H 'Authorization: Bearer {platform_secret}' '{base}/platform/v1/reassignments/{recycled[0]}?since=2010-01-01'"
+            f"  curl -H 'Authorization: Bearer {platform_secret}' '{base}/platform/v1/reassignments/{recycled[0]}?since={earlier}'"
         )
     if stable:
         console.print(f"A number with one holder since {stable[1]}: {stable[0]}")
@@ -96,7 +96,9 @@ def _wait_until_up(base: str) -> None:
     raise RuntimeError("the hub did not start within 30 s")
 
 
-def _examples(sessions) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:  # type: ignore[no-untyped-def]
+def _examples(sessions) -> tuple[tuple[str, str] | None, tuple[str, str] | None, str]:  # type: ignore[no-untyped-def]
+    """A re-issued number, a number with one holder, and a day inside the re-issued
+    number's first tenure (asking about it answers yes)."""
     with sessions() as session:
         recycled = session.execute(
             select(Tenure.number, Tenure.started_on).where(Tenure.seq == 2, Tenure.ended_on.is_(None)).limit(1)
@@ -104,7 +106,13 @@ def _examples(sessions) -> tuple[tuple[str, str] | None, tuple[str, str] | None]
         stable = session.execute(
             select(Tenure.number, Tenure.started_on).where(Tenure.seq == 1, Tenure.ended_on.is_(None)).limit(1)
         ).first()
+        earlier = (
+            session.scalar(select(Tenure.started_on).where(Tenure.number == recycled[0], Tenure.seq == 1))
+            if recycled
+            else None
+        )
     return (
         (f"+86{recycled[0]}", recycled[1].isoformat()) if recycled else None,
         (f"+86{stable[0]}", stable[1].isoformat()) if stable else None,
+        earlier.isoformat() if earlier else "2010-01-01",
     )
