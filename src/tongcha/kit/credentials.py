@@ -1,4 +1,4 @@
-"""Bearer credentials for carriers and platforms: shown once, stored hashed, revocable."""
+"""Bearer credentials for carriers, platforms and the operator: shown once, stored hashed, revocable."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from tongcha.kit.db import Base, BigId, UtcDateTime
 class PartyKind(StrEnum):
     carrier = "carrier"
     platform = "platform"
+    # The authority running the hub; its credentials have party_id 0.
+    operator = "operator"
 
 
 class Credential(Base):

@@ -3,6 +3,7 @@
 from tongcha.kit.credentials import Credential
 from tongcha.kit.db import Base
 from tongcha.kit.jobs import Job
+from tongcha.kit.keys import HubKey
 from tongcha.ledger.models import (
     Carrier,
     LedgerEvent,
@@ -13,19 +14,26 @@ from tongcha.ledger.models import (
     ReassignmentCheck,
     Tenure,
 )
-from tongcha.platforms.models import Platform
+from tongcha.platforms.models import Platform, PlatformApp, PlatformKey, PlatformTask, SeenToken
+from tongcha.requests.models import Request
 
 __all__ = [
     "Base",
     "Carrier",
     "Credential",
+    "HubKey",
     "Job",
     "LedgerEvent",
     "LedgerNumber",
     "LedgerRejection",
     "LedgerRevision",
     "Platform",
+    "PlatformApp",
+    "PlatformKey",
+    "PlatformTask",
     "ReassignmentBatch",
     "ReassignmentCheck",
+    "Request",
+    "SeenToken",
     "Tenure",
 ]

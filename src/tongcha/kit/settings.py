@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     index_refresh_seconds: float = 1.0
     check_log_flush_ms: float = 2.0
     log_level: str = "INFO"
+    # Fan-out: how long a request waits for quick platforms before leaving the rest to
+    # the workers, and how long the workers keep retrying a platform before giving up.
+    fanout_wait_ms: int = 1500
+    fanout_give_up_hours: float = 48.0
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 10.0
     data_dir: Path = Path(".")
 
     @model_validator(mode="after")

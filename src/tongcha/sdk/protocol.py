@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SIGNATURE_HEADER = "Tongcha-Signature"
 HUB_ISSUER = "tongcha-hub"
-TOKEN_TYPE = "tongcha-request+jwt"
+TOKEN_TYPE = "tongcha-request+jwt"  # noqa: S105 - a JOSE "typ", not a secret
 # ES256 is what the hub signs with; platforms may register any of these.
 ALGORITHMS = ["ES256", "ES384", "RS256", "PS256"]
 DEFAULT_TTL_SECONDS = 60

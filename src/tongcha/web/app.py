@@ -13,6 +13,8 @@ from tongcha.kit.correlator import CorrelatorMiddleware
 from tongcha.kit.db import make_engine
 from tongcha.kit.settings import Settings, get_settings
 from tongcha.ledger.api import router as ledger_router
+from tongcha.platforms.api import operator as operator_router
+from tongcha.platforms.api import router as platforms_router
 from tongcha.web import errors
 from tongcha.web.pages import router as pages_router
 from tongcha.web.state import HubState
@@ -28,7 +30,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
         try:
             yield
         finally:
-            state.close()
+            await state.aclose()
 
     app = FastAPI(
         title="Tongcha",
@@ -40,5 +42,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
     errors.install(app)
     app.add_middleware(CorrelatorMiddleware)
     app.include_router(ledger_router)
+    app.include_router(platforms_router)
+    app.include_router(operator_router)
     app.include_router(pages_router)
     return app

@@ -89,6 +89,8 @@ def _caller_for(session: Session, digest: str) -> Caller | None:
     if cred is None:
         return None
     kind = PartyKind(cred.party_kind)
+    if kind is PartyKind.operator:
+        return Caller(kind, 0, "operator")
     party: Carrier | Platform | None = (
         session.get(Carrier, cred.party_id) if kind is PartyKind.carrier else session.get(Platform, cred.party_id)
     )
@@ -123,5 +125,10 @@ async def platform_caller(request: Request) -> Caller:
     return _caller(request, PartyKind.platform)
 
 
+async def operator_caller(request: Request) -> Caller:
+    return _caller(request, PartyKind.operator)
+
+
 CarrierCaller = Annotated[Caller, Depends(carrier_caller)]
+OperatorCaller = Annotated[Caller, Depends(operator_caller)]
 PlatformCaller = Annotated[Caller, Depends(platform_caller)]

@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from tongcha.kit.clock import Clock
 from tongcha.kit.db import make_sessionmaker
 from tongcha.kit.digests import Digester
+from tongcha.kit.keys import Keyring
 from tongcha.kit.settings import Settings
 from tongcha.ledger import index as ledger_index
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.tasks import CheckLog
+from tongcha.platforms.dispatch import Dispatcher
 
 if TYPE_CHECKING:
     from tongcha.web.deps import CredentialCache
@@ -37,6 +39,20 @@ class HubState:
         self._index: LedgerIndex | None = None
         self._index_lock = threading.Lock()
         self._checklog: CheckLog | None = None
+        self.keyring = Keyring(self.sessions, settings, clock)
+        self._dispatcher: Dispatcher | None = None
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Created on first use, inside the server's event loop (it owns a connection pool)."""
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(
+                self.keyring,
+                self.clock,
+                breaker_threshold=self.settings.breaker_threshold,
+                breaker_cooldown=self.settings.breaker_cooldown_seconds,
+            )
+        return self._dispatcher
 
     @property
     def checklog(self) -> CheckLog:
@@ -61,6 +77,12 @@ class HubState:
                 if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
                     index.refresh(session)
         return index
+
+    async def aclose(self) -> None:
+        if self._dispatcher is not None:
+            await self._dispatcher.aclose()
+            self._dispatcher = None
+        self.close()
 
     def close(self) -> None:
         if self._checklog is not None:

@@ -1,0 +1,308 @@
+"""Calling platforms: signed HTTP, per-call timeouts, a circuit breaker and a concurrency
+limit per platform, and the worker loop that drives the durable tasks.
+
+One slow or broken platform must never hold up the others: each platform has its own
+semaphore and breaker, every call has its own timeout, and no call waits on another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tongcha.kit.clock import Clock
+from tongcha.kit.keys import Keyring
+from tongcha.platforms import fanout, service
+from tongcha.platforms.fanout import Outcome, TaskCall
+from tongcha.platforms.models import Platform
+from tongcha.requests.models import Request, RequestKind
+from tongcha.sdk import protocol
+from tongcha.sdk.protocol import ANSWER_TYPES, HUB_ISSUER, SIGNATURE_HEADER, Accepted, Operation
+
+log = logging.getLogger("tongcha.dispatch")
+
+
+@dataclass
+class CircuitBreaker:
+    """Closed → open after ``threshold`` failures in a row; after ``cooldown`` one trial
+    call goes through (half-open): success closes it, failure opens it for twice as long."""
+
+    threshold: int = 5
+    cooldown: float = 10.0
+    max_cooldown: float = 300.0
+    failures: int = 0
+    open_until: float = 0.0
+    current_cooldown: float = 0.0
+    trial_in_flight: bool = False
+
+    def allow(self, now: float) -> bool:
+        if self.failures < self.threshold:
+            return True
+        if now < self.open_until or self.trial_in_flight:
+            return False
+        self.trial_in_flight = True
+        return True
+
+    def success(self) -> None:
+        self.failures = 0
+        self.current_cooldown = 0.0
+        self.trial_in_flight = False
+
+    def failure(self, now: float) -> None:
+        self.failures += 1
+        self.trial_in_flight = False
+        if self.failures >= self.threshold:
+            self.current_cooldown = min(self.max_cooldown, (self.current_cooldown * 2) or self.cooldown)
+            self.open_until = now + self.current_cooldown
+
+    @property
+    def is_open(self) -> bool:
+        return self.failures >= self.threshold
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        message = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = ""
+    return f"HTTP {response.status_code}" + (f" ({message[:300]})" if message else "")
+
+
+class Dispatcher:
+    """Makes the hub's calls to platforms. One per process (it owns a connection pool)."""
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 10.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.keyring = keyring
+        self.clock = clock
+        # Signatures carry real time: the platform checks them against its own clock.
+        self.wall = wall
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._breaker_threshold = breaker_threshold
+        self._breaker_cooldown = breaker_cooldown
+        self.breakers: dict[int, CircuitBreaker] = {}
+        self._limits: dict[int, tuple[int, asyncio.Semaphore]] = {}
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def breaker(self, platform_id: int) -> CircuitBreaker:
+        breaker = self.breakers.get(platform_id)
+        if breaker is None:
+            breaker = self.breakers[platform_id] = CircuitBreaker(self._breaker_threshold, self._breaker_cooldown)
+        return breaker
+
+    def _limit(self, call: TaskCall) -> asyncio.Semaphore:
+        held = self._limits.get(call.platform_id)
+        if held is None or held[0] != call.max_concurrency:
+            held = self._limits[call.platform_id] = (call.max_concurrency, asyncio.Semaphore(call.max_concurrency))
+        return held[1]
+
+    async def call(self, call: TaskCall, *, timeout_s: float | None = None) -> Outcome:
+        """One signed call; never raises: every way it can go wrong is an Outcome."""
+        breaker = self.breaker(call.platform_id)
+        moment = time.monotonic()
+        if not breaker.allow(moment):
+            until = self.clock.now() + timedelta(seconds=max(0.0, breaker.open_until - moment))
+            return Outcome.deferred(until, f"circuit open after {breaker.failures} failures in a row")
+        timeout = min(call.timeout_s, timeout_s) if timeout_s else call.timeout_s
+        async with self._limit(call):
+            outcome = await self._post(call, timeout)
+        if outcome.kind == "failed" and outcome.transient:
+            breaker.failure(time.monotonic())
+        elif outcome.kind != "deferred":
+            breaker.success()
+        return outcome
+
+    async def _post(self, call: TaskCall, timeout: float) -> Outcome:
+        path = call.operation.path
+        try:
+            token = protocol.sign(
+                self.keyring.signing_key(),
+                issuer=HUB_ISSUER,
+                audience=call.platform_code,
+                path=path,
+                body=call.body,
+                now=self.wall(),
+            )
+            response = await self._http().post(
+                call.base_url + path,
+                content=call.body,
+                headers={SIGNATURE_HEADER: token, "content-type": "application/json"},
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            return Outcome.failed("timeout", f"no answer within {timeout * 1000:.0f} ms", transient=True)
+        except httpx.TransportError as exc:
+            return Outcome.failed("unreachable", f"{exc.__class__.__name__}: {exc}"[:300], transient=True)
+        status = response.status_code
+        if status == 200:
+            try:
+                answer = ANSWER_TYPES[call.operation].model_validate_json(response.content)
+            except ValidationError as exc:
+                return Outcome.failed(
+                    "malformed_answer",
+                    f"the answer does not fit {call.operation.value}: {exc.error_count()} problem(s), first: "
+                    f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
+                    transient=False,
+                )
+            return Outcome.answered(answer.model_dump(mode="json"))
+        if status == 202:
+            try:
+                Accepted.model_validate_json(response.content)
+            except ValidationError:
+                return Outcome.failed("malformed_answer", 'a 202 must say {"accepted": true}', transient=False)
+            return Outcome.accepted()
+        if status == 429 or status >= 500:
+            return Outcome.failed(f"http_{status}", _error_message(response), transient=True)
+        return Outcome.failed(f"http_{status}", _error_message(response), transient=False)
+
+    async def call_all(self, calls: Sequence[TaskCall], *, timeout_s: float | None = None) -> list[Outcome]:
+        return list(await asyncio.gather(*(self.call(c, timeout_s=timeout_s) for c in calls)))
+
+
+class FanoutWorker:
+    """Drives durable tasks: claims what is due, calls, records. Any number may run."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], dispatcher: Dispatcher, clock: Clock, *, max_in_flight: int = 256
+    ) -> None:
+        self.sessions = sessions
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def _claim(self, limit: int) -> list[TaskCall]:
+        with self.sessions() as session, session.begin():
+            return fanout.claim_due(session, self.clock.now(), limit)
+
+    def _record(self, results: list[tuple[TaskCall, Outcome]]) -> None:
+        with self.sessions() as session, session.begin():
+            fanout.record(session, results, self.clock.now())
+
+    async def _run(self, call: TaskCall) -> None:
+        outcome = await self.dispatcher.call(call)
+        if outcome.kind == "failed":
+            log.warning("task %s to %s: %s %s", call.task_id, call.platform_code, outcome.error_code, outcome.message)
+        await asyncio.to_thread(self._record, [(call, outcome)])
+
+    async def run_once(self) -> int:
+        """Run everything due now and wait for it. Returns how many calls were made."""
+        calls = await asyncio.to_thread(self._claim, self.max_in_flight)
+        await asyncio.gather(*(self._run(c) for c in calls))
+        return len(calls)
+
+    async def run_until_idle(self, max_rounds: int = 100) -> int:
+        total = 0
+        for _ in range(max_rounds):
+            made = await self.run_once()
+            total += made
+            if made == 0:
+                break
+        return total
+
+    async def work_forever(self, *, idle_sleep: float = 0.2, stop: asyncio.Event | None = None) -> None:
+        log.info("fan-out worker started")
+        last_purge = 0.0
+        while stop is None or not stop.is_set():
+            room = self.max_in_flight - len(self._in_flight)
+            calls = await asyncio.to_thread(self._claim, room) if room > 0 else []
+            for call in calls:
+                task = asyncio.create_task(self._run(call))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            if time.monotonic() - last_purge > 60:
+                await asyncio.to_thread(self._purge)
+                last_purge = time.monotonic()
+            if not calls:
+                await asyncio.sleep(idle_sleep)
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    def _purge(self) -> None:
+        with self.sessions() as session, session.begin():
+            fanout.forget_expired_tokens(session, datetime.fromtimestamp(self.dispatcher.wall(), UTC))
+
+
+async def fan_out(
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    clock: Clock,
+    *,
+    kind: RequestKind,
+    params: dict[str, Any],
+    operation: Operation,
+    body_for: Callable[[Platform], dict[str, Any]],
+    only: Sequence[str] | None = None,
+    wait_s: float = 1.5,
+    give_up_after: timedelta = timedelta(hours=48),
+) -> fanout.Progress:
+    """Open a request with one task per callable platform and call them all at once.
+
+    Platforms that answer within ``wait_s`` are recorded before this returns; the rest
+    (slow, down, asynchronous) stay with the workers, and the progress says which.
+    """
+
+    def open_() -> tuple[int, list[TaskCall]]:
+        with sessions() as session, session.begin():
+            platforms = service.callable_platforms(session)
+            if only is not None:
+                wanted = set(only)
+                platforms = [p for p in platforms if p.code in wanted]
+            lease = timedelta(seconds=wait_s) + fanout.LEASE_MARGIN
+            request, calls = fanout.open_request(
+                session,
+                kind=kind,
+                params=params,
+                operation=operation,
+                platforms=platforms,
+                body_for=body_for,
+                now=clock.now(),
+                give_up_after=give_up_after,
+                claim_for=lease,
+            )
+            return request.id, calls
+
+    request_pk, calls = await asyncio.to_thread(open_)
+    outcomes = await dispatcher.call_all(calls, timeout_s=wait_s)
+
+    def finish() -> fanout.Progress:
+        with sessions() as session, session.begin():
+            fanout.record(session, list(zip(calls, outcomes, strict=True)), clock.now())
+            request = session.get(Request, request_pk)
+            assert request is not None
+            return fanout.progress(session, request)
+
+    return await asyncio.to_thread(finish)

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tongcha.platforms.catalogue import AccountModel
+from tongcha.platforms.fanout import Progress
+from tongcha.platforms.models import PlatformStatus
+
+
+class AppIn(BaseModel):
+    code: str = Field(min_length=1, max_length=32)
+    name_zh: str = Field(min_length=1, max_length=200)
+    name_en: str = Field(min_length=1, max_length=200)
+
+
+class PlatformIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=200, description="English name")
+    name_zh: str | None = Field(default=None, max_length=200)
+    account_model: AccountModel = AccountModel.independent
+    base_url: str | None = Field(default=None, max_length=500)
+    apps: list[AppIn] = Field(default_factory=list, max_length=100)
+
+
+class PlatformPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(default=None, max_length=500)
+    status: PlatformStatus | None = None
+    timeout_ms: int | None = None
+    max_concurrency: int | None = None
+    sla_overrides: dict[str, int] | None = None
+
+
+class AppOut(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
+
+
+class PlatformOut(BaseModel):
+    code: str
+    name: str
+    name_zh: str | None
+    account_model: str
+    base_url: str | None
+    status: str
+    timeout_ms: int
+    max_concurrency: int
+    sla_overrides: dict[str, Any]
+    apps: list[AppOut]
+    keys: list[str] = Field(description="kids of the live keys its callbacks may be signed with")
+
+
+class PlatformCreated(PlatformOut):
+    credential: str = Field(description="bearer credential; shown once")
+
+
+class KeyIn(BaseModel):
+    jwk: dict[str, Any] = Field(description="the platform's public JWK (EC P-256 for ES256, or RSA)")
+
+
+class KeyOut(BaseModel):
+    kid: str
+
+
+class HubKeysOut(BaseModel):
+    live: list[str]
+    retired: list[str] = Field(default_factory=list)
+
+
+class ProbeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: str
+    operation: Literal["count", "list"] = "count"
+    bound_from: date = Field(default=date(2000, 1, 1), description="bindings made on or after this day")
+    platforms: list[str] | None = Field(default=None, description="platform codes; all callable ones if absent")
+
+
+class TaskOut(BaseModel):
+    platform: str
+    platform_name: str
+    task_id: str
+    state: str
+    attempts: int
+    answer: dict[str, Any] | None
+    answered_via: str | None
+    error_code: str | None
+    error: str | None
+    finished_at: datetime | None
+
+
+class ProgressOut(BaseModel):
+    request_id: str
+    kind: str
+    state: str
+    params: dict[str, Any]
+    created_at: datetime
+    completed_at: datetime | None
+    pending: list[str] = Field(description="platforms that have not answered yet")
+    tasks: list[TaskOut]
+
+    @classmethod
+    def of(cls, progress: Progress) -> ProgressOut:
+        return cls(
+            request_id=progress.request_id,
+            kind=progress.kind,
+            state=progress.state,
+            params=progress.params,
+            created_at=progress.created_at,
+            completed_at=progress.completed_at,
+            pending=progress.pending,
+            tasks=[TaskOut.model_validate(t, from_attributes=True) for t in progress.tasks],
+        )
+
+
+class CallbackAck(BaseModel):
+    task_id: str
+    state: str
+    recorded: bool = Field(description="false when the task was final already: nothing changed")

@@ -1,0 +1,292 @@
+"""The platform registry: enterprises, their apps, where the hub calls them, their keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tongcha.kit import credentials
+from tongcha.kit.credentials import PartyKind
+from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
+from tongcha.platforms import fanout
+from tongcha.platforms.catalogue import ENTERPRISES, AccountModel
+from tongcha.platforms.models import Platform, PlatformApp, PlatformKey, PlatformStatus, SeenToken
+from tongcha.sdk import protocol
+
+
+def check_code(code: str) -> None:
+    if not code or len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum() or not code.isascii():
+        raise InvalidArgument("a code is 1 to 32 letters, digits, - or _")
+
+
+def check_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise InvalidArgument("base_url must be an http(s) URL without query or fragment")
+    return url.rstrip("/")
+
+
+def get(session: Session, code: str) -> Platform:
+    platform = session.scalars(select(Platform).where(Platform.code == code)).first()
+    if platform is None:
+        raise NotFound(f"no platform with code {code!r}")
+    return platform
+
+
+@dataclass
+class AppSpec:
+    code: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass
+class PlatformSpec:
+    code: str
+    name: str
+    name_zh: str | None = None
+    account_model: AccountModel = AccountModel.independent
+    base_url: str | None = None
+    apps: list[AppSpec] = field(default_factory=list)
+
+
+def add(session: Session, spec: PlatformSpec, now: datetime) -> tuple[Platform, str]:
+    """Register an enterprise and issue its first bearer credential (returned once)."""
+    check_code(spec.code)
+    if session.scalars(select(Platform.id).where(Platform.code == spec.code)).first() is not None:
+        raise Conflict(f"a platform with code {spec.code!r} exists already")
+    platform = Platform(
+        code=spec.code,
+        name=spec.name,
+        name_zh=spec.name_zh,
+        account_model=spec.account_model.value,
+        base_url=check_base_url(spec.base_url) if spec.base_url else None,
+        status=PlatformStatus.active.value,
+        timeout_ms=3000,
+        max_concurrency=32,
+        sla_overrides={},
+        created_at=now,
+    )
+    session.add(platform)
+    session.flush()
+    for app in spec.apps:
+        add_app(session, platform, app)
+    secret = credentials.issue(session, PartyKind.platform, platform.id, now)
+    return platform, secret
+
+
+def add_app(session: Session, platform: Platform, app: AppSpec) -> PlatformApp:
+    check_code(app.code)
+    exists = session.scalars(
+        select(PlatformApp.id).where(PlatformApp.platform_id == platform.id, PlatformApp.code == app.code)
+    ).first()
+    if exists is not None:
+        raise Conflict(f"{platform.code} has an app {app.code!r} already")
+    row = PlatformApp(platform_id=platform.id, code=app.code, name_zh=app.name_zh, name_en=app.name_en)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def seed(session: Session, now: datetime) -> list[str]:
+    """Add the catalogue's enterprises that are not registered yet. Returns their codes.
+
+    Seeded enterprises get no credential and no base URL: the operator gives them those
+    when the enterprise connects (``platform credential``, ``platform update``).
+    """
+    added = []
+    for entry in ENTERPRISES:
+        if session.scalars(select(Platform.id).where(Platform.code == entry.code)).first() is not None:
+            continue
+        platform = Platform(
+            code=entry.code,
+            name=entry.name_en,
+            name_zh=entry.name_zh,
+            account_model=entry.account_model.value,
+            status=PlatformStatus.active.value,
+            timeout_ms=3000,
+            max_concurrency=32,
+            sla_overrides={},
+            created_at=now,
+        )
+        session.add(platform)
+        session.flush()
+        for app in entry.apps:
+            add_app(session, platform, AppSpec(app.code, app.name_zh, app.name_en))
+        added.append(entry.code)
+    return added
+
+
+@dataclass
+class PlatformUpdate:
+    base_url: str | None = None
+    status: PlatformStatus | None = None
+    timeout_ms: int | None = None
+    max_concurrency: int | None = None
+    sla_overrides: dict[str, int] | None = None
+
+
+def update(session: Session, code: str, change: PlatformUpdate) -> Platform:
+    platform = get(session, code)
+    if change.base_url is not None:
+        platform.base_url = check_base_url(change.base_url)
+    if change.status is not None:
+        platform.status = change.status.value
+    if change.timeout_ms is not None:
+        if not 50 <= change.timeout_ms <= 60_000:
+            raise InvalidArgument("timeout_ms must be between 50 and 60000")
+        platform.timeout_ms = change.timeout_ms
+    if change.max_concurrency is not None:
+        if not 1 <= change.max_concurrency <= 1000:
+            raise InvalidArgument("max_concurrency must be between 1 and 1000")
+        platform.max_concurrency = change.max_concurrency
+    if change.sla_overrides is not None:
+        for kind, days in change.sla_overrides.items():
+            if not isinstance(days, int) or not 1 <= days <= 30:
+                raise InvalidArgument(f"the SLA for {kind!r} must be 1 to 30 working days")
+        platform.sla_overrides = dict(change.sla_overrides)
+    session.flush()
+    return platform
+
+
+def add_key(session: Session, code: str, jwk: dict[str, Any], now: datetime) -> str:
+    """Register a platform's public key for its callbacks. Returns the key's kid."""
+    platform = get(session, code)
+    if not isinstance(jwk, dict) or "keys" in jwk:
+        raise InvalidArgument("send one public JWK (an object with kty, not a key set)")
+    if any(part in jwk for part in ("d", "p", "q", "dp", "dq", "qi", "k")):
+        raise InvalidArgument("that JWK holds private material; register the public key only")
+    try:
+        key = KeySet.import_key_set({"keys": [jwk]}).keys[0]
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument(f"not a usable public JWK: {exc.__class__.__name__}") from None
+    kid = jwk.get("kid") or key.thumbprint()
+    if not isinstance(kid, str) or not 1 <= len(kid) <= 128:
+        raise InvalidArgument("the key's kid must be 1 to 128 characters")
+    exists = session.scalars(
+        select(PlatformKey.id).where(PlatformKey.platform_id == platform.id, PlatformKey.kid == kid)
+    ).first()
+    if exists is not None:
+        raise Conflict(f"{code} has a key {kid!r} already")
+    public = dict(key.as_dict(private=False))
+    public["kid"] = kid
+    session.add(PlatformKey(platform_id=platform.id, kid=kid, jwk=public, created_at=now))
+    session.flush()
+    return kid
+
+
+def retire_key(session: Session, code: str, kid: str, now: datetime) -> None:
+    platform = get(session, code)
+    key = session.scalars(
+        select(PlatformKey).where(
+            PlatformKey.platform_id == platform.id, PlatformKey.kid == kid, PlatformKey.retired_at.is_(None)
+        )
+    ).first()
+    if key is None:
+        raise NotFound(f"{code} has no live key {kid!r}")
+    key.retired_at = now
+    session.flush()
+
+
+def key_set(session: Session, platform_id: int) -> KeySet:
+    """The platform's live public keys, for checking its callbacks."""
+    jwks = session.scalars(
+        select(PlatformKey.jwk).where(PlatformKey.platform_id == platform_id, PlatformKey.retired_at.is_(None))
+    ).all()
+    return protocol.key_set({"keys": list(jwks)})
+
+
+def apps_of(session: Session, platform_id: int) -> list[PlatformApp]:
+    return list(
+        session.scalars(select(PlatformApp).where(PlatformApp.platform_id == platform_id).order_by(PlatformApp.id))
+    )
+
+
+def live_kids(session: Session, platform_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(PlatformKey.kid).where(PlatformKey.platform_id == platform_id, PlatformKey.retired_at.is_(None))
+        )
+    )
+
+
+def callable_platforms(session: Session) -> list[Platform]:
+    """Platforms the hub can fan out to: active, with a base URL."""
+    return list(
+        session.scalars(
+            select(Platform)
+            .where(Platform.status == PlatformStatus.active.value, Platform.base_url.is_not(None))
+            .order_by(Platform.code)
+        )
+    )
+
+
+@dataclass
+class CallbackResult:
+    task_id: str
+    state: str
+    recorded: bool
+
+
+def accept_callback(
+    session: Session, task_id: str, token: str | None, body: bytes, *, wall: float, now: datetime
+) -> CallbackResult:
+    """A platform's signed ``POST /platform/v1/tasks/{task_id}/result``.
+
+    The signature must be the task's platform's, fresh and never seen before. A
+    duplicate or late callback for a finished task is acknowledged and changes nothing.
+    """
+    task = fanout.task_by_public_id(session, task_id)
+    if task is None:
+        raise NotFound(f"no task {task_id!r}")
+    platform = session.get(Platform, task.platform_id)
+    assert platform is not None
+    try:
+        verified = protocol.verify(
+            token,
+            key_set(session, platform.id),
+            audience=protocol.HUB_ISSUER,
+            issuer=platform.code,
+            path=protocol.callback_path(task_id),
+            body=body,
+            now=wall,
+        )
+    except protocol.SignatureError as exc:
+        raise Unauthenticated(str(exc)) from None
+    try:
+        with session.begin_nested():
+            session.add(
+                SeenToken(
+                    issuer=platform.code, jti=verified.jti, expires_at=datetime.fromtimestamp(verified.expires_at, UTC)
+                )
+            )
+    except IntegrityError:
+        raise Unauthenticated("this signature was used before (replay)") from None
+    try:
+        callback = protocol.CallbackBody.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidArgument(f"not a task result: {exc.errors()[0]['msg']}") from None
+    if (callback.answer is None) == (callback.error is None):
+        raise InvalidArgument("a task result has either an answer or an error")
+    answer = None
+    if callback.answer is not None:
+        try:
+            model = protocol.ANSWER_TYPES[protocol.Operation(task.operation)].model_validate(callback.answer)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            raise InvalidArgument(
+                f"the answer does not fit {task.operation}: {problem['loc']} {problem['msg']}"
+            ) from None
+        answer = model.model_dump(mode="json")
+    error = (callback.error.code, callback.error.message) if callback.error is not None else None
+    recorded = fanout.record_callback(session, task, answer=answer, error=error, now=now)
+    return CallbackResult(task_id=task.task_id, state=task.state, recorded=recorded)
