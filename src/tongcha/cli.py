@@ -2,29 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+import threading
 import time
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit.clock import SystemClock
 from tongcha.kit.settings import InsecureSettingsError, Settings, get_settings
 
+if TYPE_CHECKING:
+    from tongcha.platforms.dispatch import FanoutWorker
+    from tongcha.platforms.fanout import Progress as FanoutProgress
+
 app = typer.Typer(help="Tongcha: an open clearing-house for phone-number account bindings.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 carrier_app = typer.Typer(help="Carriers: who may send number lifecycle events.", no_args_is_help=True)
-platform_app = typer.Typer(help="Platforms: who may ask reassignment checks.", no_args_is_help=True)
+platform_app = typer.Typer(
+    help="Platforms: the enterprises the hub calls, and who may ask reassignment checks.", no_args_is_help=True
+)
+platform_key_app = typer.Typer(help="A platform's public keys for its signed callbacks.", no_args_is_help=True)
+hub_app = typer.Typer(help="The hub itself: its signing keys.", no_args_is_help=True)
+hub_key_app = typer.Typer(help="The keys the hub signs its calls with (published as JWKS).", no_args_is_help=True)
+operator_app = typer.Typer(help="The operator's own credentials.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The number ledger.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(carrier_app, name="carrier")
 app.add_typer(platform_app, name="platform")
 app.add_typer(ledger_app, name="ledger")
+platform_app.add_typer(platform_key_app, name="key")
+app.add_typer(hub_app, name="hub")
+hub_app.add_typer(hub_key_app, name="key")
+app.add_typer(operator_app, name="operator")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -75,11 +94,46 @@ def worker(once: Annotated[bool, typer.Option(help="run what is due, then stop")
     settings = _settings()
     configure_logging(settings.log_level)
     sessions = make_sessionmaker(make_engine(settings.database_url))
+    clock = SystemClock()
     if once:
-        ran = jobs.run_due(sessions, SystemClock(), limit=10_000)
-        out.print(f"ran {ran} jobs")
+        ran = jobs.run_due(sessions, clock, limit=10_000)
+        calls = asyncio.run(_fanout_once(settings, sessions))
+        out.print(f"ran {ran} jobs and {calls} platform calls")
         return
-    jobs.work_forever(sessions, SystemClock())
+    # Jobs are synchronous and few; platform calls are many and concurrent, so they get
+    # the event loop and the jobs a thread.
+    threading.Thread(target=jobs.work_forever, args=(sessions, clock), daemon=True).start()
+    asyncio.run(_fanout_forever(settings, sessions))
+
+
+def _fanout_worker(settings: Settings, sessions: sessionmaker[Session]) -> FanoutWorker:
+    from tongcha.kit.keys import Keyring
+    from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
+
+    clock = SystemClock()
+    dispatcher = Dispatcher(
+        Keyring(sessions, settings, clock),
+        clock,
+        breaker_threshold=settings.breaker_threshold,
+        breaker_cooldown=settings.breaker_cooldown_seconds,
+    )
+    return FanoutWorker(sessions, dispatcher, clock)
+
+
+async def _fanout_once(settings: Settings, sessions: sessionmaker[Session]) -> int:
+    fw = _fanout_worker(settings, sessions)
+    try:
+        return await fw.run_once()
+    finally:
+        await fw.dispatcher.aclose()
+
+
+async def _fanout_forever(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    fw = _fanout_worker(settings, sessions)
+    try:
+        await fw.work_forever()
+    finally:
+        await fw.dispatcher.aclose()
 
 
 @db_app.command("upgrade")
@@ -122,18 +176,260 @@ def carrier_add(
 
 
 @platform_app.command("add")
-def platform_add(code: str, name: Annotated[str, typer.Option(help="display name")]) -> None:
+def platform_add(
+    code: str,
+    name: Annotated[str, typer.Option(help="display name (English)")],
+    name_zh: Annotated[str | None, typer.Option(help="display name (Chinese)")] = None,
+    model: Annotated[str, typer.Option(help="account model: independent or unified")] = "independent",
+    base_url: Annotated[str | None, typer.Option(help="where the hub calls it")] = None,
+    app_: Annotated[
+        list[str] | None, typer.Option("--app", help="an app, as code:中文名:English name (repeatable)")
+    ] = None,
+) -> None:
     """Register a platform and print its bearer credential (shown once, on the last line)."""
+    from tongcha.kit.errors import InvalidArgument
+    from tongcha.platforms import service
+    from tongcha.platforms.catalogue import AccountModel
+
+    def go(session: Session) -> str:
+        if model not in AccountModel.__members__:
+            raise InvalidArgument("--model is independent or unified")
+        apps = []
+        for item in app_ or []:
+            parts = item.split(":")
+            if len(parts) != 3:
+                raise InvalidArgument(f"--app {item!r}: write code:中文名:English name")
+            apps.append(service.AppSpec(*parts))
+        spec = service.PlatformSpec(code, name, name_zh, AccountModel(model), base_url, apps)
+        return service.add(session, spec, SystemClock().now())[1]
+
+    secret = _in_session(go)
+    out.print(f"platform {code} added; its credential (shown once, keep it secret):")
+    print(secret)
+
+
+T = TypeVar("T")
+
+
+def _in_session(fn: Callable[[Session], T]) -> T:
+    """Run ``fn`` in one transaction; an ApiError becomes a red message and exit 1."""
     from tongcha.kit.errors import ApiError
-    from tongcha.parties import add_platform
 
     with _session() as session, session.begin():
         try:
-            secret = add_platform(session, code, name, SystemClock().now())
+            return fn(session)
         except ApiError as exc:
             err.print(f"[red]{exc.message}[/red]")
             raise typer.Exit(1) from None
-    out.print(f"platform {code} added; its credential (shown once, keep it secret):")
+
+
+@platform_app.command("seed")
+def platform_seed() -> None:
+    """Register the enterprises of 一证通查 2.0 and 一号通查 that are not registered yet."""
+    from tongcha.platforms import service
+
+    added = _in_session(lambda session: service.seed(session, SystemClock().now()))
+    out.print(f"seeded {len(added)} enterprises: {', '.join(added) or 'none new'}")
+
+
+@platform_app.command("update")
+def platform_update(
+    code: str,
+    base_url: Annotated[str | None, typer.Option(help="where the hub calls it")] = None,
+    timeout_ms: Annotated[int | None, typer.Option(help="per-call timeout")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="calls in flight at once")] = None,
+    sla: Annotated[list[str] | None, typer.Option(help="kind=working days, e.g. unbind=3 (repeatable)")] = None,
+) -> None:
+    """Change where and how the hub calls a platform."""
+    from tongcha.kit.errors import InvalidArgument
+    from tongcha.platforms import service
+
+    def go(session: Session) -> None:
+        overrides = None
+        if sla:
+            overrides = {}
+            for item in sla:
+                kind, _, days = item.partition("=")
+                if not days.isdigit():
+                    raise InvalidArgument(f"--sla {item!r}: write kind=days")
+                overrides[kind] = int(days)
+        change = service.PlatformUpdate(
+            base_url=base_url, timeout_ms=timeout_ms, max_concurrency=max_concurrency, sla_overrides=overrides
+        )
+        service.update(session, code, change)
+
+    _in_session(go)
+    out.print(f"platform {code} updated")
+
+
+def _set_status(code: str, status: str) -> None:
+    from tongcha.platforms import service
+    from tongcha.platforms.models import PlatformStatus
+
+    _in_session(lambda s: service.update(s, code, service.PlatformUpdate(status=PlatformStatus(status))))
+    out.print(f"platform {code} {status}")
+
+
+@platform_app.command("suspend")
+def platform_suspend(code: str) -> None:
+    """Stop calling a platform; what it owes is kept and goes out when it is resumed."""
+    _set_status(code, "suspended")
+
+
+@platform_app.command("resume")
+def platform_resume(code: str) -> None:
+    """Call a suspended platform again."""
+    _set_status(code, "active")
+
+
+@platform_app.command("show")
+def platform_show(code: str) -> None:
+    """Everything the registry holds about one platform."""
+    from tongcha.platforms import service
+
+    def go(session: Session) -> None:
+        p = service.get(session, code)
+        out.print(f"[bold]{p.code}[/bold] {p.name} {p.name_zh or ''}  ({p.account_model}, {p.status})")
+        out.print(f"  base URL: {p.base_url or '-'}   timeout {p.timeout_ms} ms   concurrency {p.max_concurrency}")
+        out.print(f"  SLA overrides: {p.sla_overrides or '-'}")
+        for a in service.apps_of(session, p.id):
+            out.print(f"  app {a.code}: {a.name_zh} / {a.name_en}")
+        out.print(f"  callback keys: {', '.join(service.live_kids(session, p.id)) or '-'}")
+
+    _in_session(go)
+
+
+@platform_key_app.command("add")
+def platform_key_add(
+    code: str, jwk: Annotated[Path, typer.Option(help="a file holding the public JWK ('-' for stdin)")]
+) -> None:
+    """Register a platform's public key; its callbacks may be signed with it."""
+    from tongcha.kit.errors import InvalidArgument
+    from tongcha.platforms import service
+
+    text = sys.stdin.read() if str(jwk) == "-" else jwk.read_text()
+
+    def go(session: Session) -> str:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise InvalidArgument("the JWK file is not JSON") from None
+        return service.add_key(session, code, value, SystemClock().now())
+
+    kid = _in_session(go)
+    out.print(f"key {kid} registered for {code}")
+
+
+@platform_key_app.command("retire")
+def platform_key_retire(code: str, kid: str) -> None:
+    """Refuse callbacks signed with this key from now on."""
+    from tongcha.platforms import service
+
+    _in_session(lambda session: service.retire_key(session, code, kid, SystemClock().now()))
+    out.print(f"key {kid} of {code} retired")
+
+
+@platform_app.command("probe")
+def platform_probe(
+    number: str,
+    platform: Annotated[list[str] | None, typer.Option(help="only these platform codes (repeatable)")] = None,
+    since: Annotated[str, typer.Option(help="bindings made on or after this day")] = "2000-01-01",
+    operation: Annotated[str, typer.Option(help="count or list")] = "count",
+) -> None:
+    """Ask platforms about a number now, as a citizen's request would, and show each answer."""
+    from tongcha.kit.errors import ApiError
+
+    settings = _settings()
+    try:
+        progress = asyncio.run(_probe(settings, number, platform, since, operation))
+    except ApiError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    table = Table("platform", "state", "attempts", "answer / error")
+    for task in progress.tasks:
+        detail = json.dumps(task.answer, ensure_ascii=False) if task.answer else f"{task.error_code}: {task.error}"
+        table.add_row(task.platform, task.state, str(task.attempts), detail)
+    out.print(table)
+    out.print(f"request {progress.request_id}: {progress.state}; pending: {', '.join(progress.pending) or 'none'}")
+
+
+async def _probe(settings: Settings, number: str, only: list[str] | None, since: str, operation: str) -> FanoutProgress:
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from tongcha.kit.errors import InvalidArgument
+    from tongcha.kit.phone import e164, parse_mobile
+    from tongcha.platforms.dispatch import fan_out
+    from tongcha.requests.models import RequestKind
+    from tongcha.sdk.protocol import Operation
+
+    if operation not in ("count", "list"):
+        raise InvalidArgument("--operation is count or list")
+    try:
+        day = date.fromisoformat(since)
+    except ValueError:
+        raise InvalidArgument("--since is a date like 2024-01-31") from None
+    e164_number = e164(parse_mobile(number))
+    bound_from = datetime.combine(day, time(0), ZoneInfo(settings.timezone)).isoformat()
+    from tongcha.kit.db import make_engine, make_sessionmaker
+
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    fw = _fanout_worker(settings, sessions)
+    try:
+        return await fan_out(
+            sessions,
+            fw.dispatcher,
+            fw.clock,
+            kind=RequestKind.probe,
+            params={"number": e164_number, "operation": operation, "bound_from": bound_from},
+            operation=Operation(operation),
+            body_for=lambda _p: {"number": e164_number, "bound_from": bound_from},
+            only=only,
+            wait_s=settings.fanout_wait_ms / 1000,
+        )
+    finally:
+        await fw.dispatcher.aclose()
+
+
+@hub_key_app.command("rotate")
+def hub_key_rotate() -> None:
+    """Sign with a new key from now on; the old ones stay published until retired."""
+    from tongcha.kit import keys
+
+    settings = _settings()
+    kid = _in_session(lambda session: keys.rotate(session, settings, SystemClock().now()))
+    out.print(f"the hub now signs with key {kid}; run `tongcha hub key retire` once platforms have re-fetched the JWKS")
+
+
+@hub_key_app.command("retire")
+def hub_key_retire() -> None:
+    """Unpublish every hub key but the newest."""
+    from tongcha.kit import keys
+
+    gone = _in_session(lambda session: keys.retire(session, SystemClock().now()))
+    out.print(f"retired {len(gone)} key(s): {', '.join(gone) or 'none'}")
+
+
+@hub_key_app.command("list")
+def hub_key_list() -> None:
+    """The hub's keys: the newest live one signs."""
+    from tongcha.kit import keys
+
+    with _session() as session:
+        rows = keys.live_keys(session)
+    for row in rows:
+        out.print(f"{row.kid}  created {row.created_at:%Y-%m-%d %H:%M}")
+
+
+@operator_app.command("credential")
+def operator_credential() -> None:
+    """Issue an operator credential for the operator API (shown once, on the last line)."""
+    from tongcha.kit import credentials
+
+    secret = _in_session(
+        lambda session: credentials.issue(session, credentials.PartyKind.operator, 0, SystemClock().now())
+    )
+    out.print("operator credential (shown once, keep it secret):")
     print(secret)
 
 

@@ -11,16 +11,13 @@ from tongcha.kit import credentials
 from tongcha.kit.credentials import Credential, PartyKind
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound
 from tongcha.ledger.models import Carrier
+from tongcha.platforms import service as platforms_service
 from tongcha.platforms.models import Platform
-
-
-def _check_code(code: str) -> None:
-    if not code or len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum() or not code.isascii():
-        raise InvalidArgument("a code is 1 to 32 letters, digits, - or _")
+from tongcha.platforms.service import check_code
 
 
 def add_carrier(session: Session, code: str, name: str, quarantine_days: int, now: datetime) -> str:
-    _check_code(code)
+    check_code(code)
     if quarantine_days < 0 or quarantine_days > 3650:
         raise InvalidArgument("quarantine_days must be between 0 and 3650")
     if session.scalars(select(Carrier).where(Carrier.code == code)).first() is not None:
@@ -32,13 +29,8 @@ def add_carrier(session: Session, code: str, name: str, quarantine_days: int, no
 
 
 def add_platform(session: Session, code: str, name: str, now: datetime) -> str:
-    _check_code(code)
-    if session.scalars(select(Platform).where(Platform.code == code)).first() is not None:
-        raise Conflict(f"a platform with code {code!r} exists already")
-    platform = Platform(code=code, name=name, created_at=now)
-    session.add(platform)
-    session.flush()
-    return credentials.issue(session, PartyKind.platform, platform.id, now)
+    """A platform that asks checks; the registry's ``add`` holds the rest of its details."""
+    return platforms_service.add(session, platforms_service.PlatformSpec(code, name), now)[1]
 
 
 def _party(session: Session, kind: str, code: str) -> Carrier | Platform:
