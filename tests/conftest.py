@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from tongcha.kit import credentials
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.db import make_engine, make_sessionmaker
 from tongcha.kit.migrate import upgrade
@@ -102,6 +103,14 @@ def parties(sessions: sessionmaker[Session], clock: FixedClock) -> dict[str, str
             "MEITUAN": add_platform(session, "MEITUAN", "Meituan", clock.now()),
             "JD": add_platform(session, "JD", "JD", clock.now()),
         }
+
+
+@pytest.fixture
+def operator(sessions: sessionmaker[Session], clock: FixedClock) -> dict[str, str]:
+    """Headers carrying an operator credential."""
+    with sessions() as session, session.begin():
+        secret = credentials.issue(session, credentials.PartyKind.operator, 0, clock.now())
+    return bearer(secret)
 
 
 @pytest.fixture

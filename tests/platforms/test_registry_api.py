@@ -1,0 +1,145 @@
+"""The operator manages the platform registry and the hub's keys over the operator API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import bearer
+from tongcha.platforms import service
+from tongcha.sdk import protocol
+
+BAIDU = {
+    "code": "BAIDU",
+    "name": "Baidu",
+    "name_zh": "百度",
+    "account_model": "unified",
+    "base_url": "http://127.0.0.1:9/tongcha-base/",
+    "apps": [
+        {"code": "netdisk", "name_zh": "百度网盘", "name_en": "Baidu Netdisk"},
+        {"code": "tieba", "name_zh": "百度贴吧", "name_en": "Baidu Tieba"},
+    ],
+}
+
+
+def test_operator_adds_an_enterprise_with_apps_and_gets_a_working_credential(
+    client: TestClient, operator: dict[str, str]
+) -> None:
+    r = client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["account_model"] == "unified"
+    assert body["base_url"] == "http://127.0.0.1:9/tongcha-base"
+    assert [a["code"] for a in body["apps"]] == ["netdisk", "tieba"]
+    # the credential it was given works for checks at once
+    check = client.get(
+        "/platform/v1/reassignments/+8613800138000", params={"since": "2020-01-01"}, headers=bearer(body["credential"])
+    )
+    assert check.status_code == 200
+
+
+def test_the_same_code_twice_is_a_conflict(client: TestClient, operator: dict[str, str]) -> None:
+    assert client.post("/operator/v1/platforms", json=BAIDU, headers=operator).status_code == 201
+    r = client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "CONFLICT"
+
+
+def test_bad_registry_input_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
+    for bad in (
+        {**BAIDU, "code": "百度"},
+        {**BAIDU, "account_model": "shared"},
+        {**BAIDU, "base_url": "ftp://example"},
+        {**BAIDU, "apps": [{"code": "x"}]},
+    ):
+        r = client.post("/operator/v1/platforms", json=bad, headers=operator)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert client.get("/operator/v1/platforms/BAIDU", headers=operator).status_code == 404
+
+
+def test_registry_needs_an_operator_credential(client: TestClient, parties: dict[str, str]) -> None:
+    assert client.get("/operator/v1/platforms").status_code == 401
+    r = client.get("/operator/v1/platforms", headers=bearer(parties["JD"]))
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+def test_operator_suspends_and_tunes_a_platform(client: TestClient, operator: dict[str, str]) -> None:
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    r = client.patch(
+        "/operator/v1/platforms/BAIDU",
+        json={"status": "suspended", "timeout_ms": 800, "max_concurrency": 4, "sla_overrides": {"unbind": 3}},
+        headers=operator,
+    )
+    assert r.status_code == 200, r.text
+    got = client.get("/operator/v1/platforms/BAIDU", headers=operator).json()
+    assert (got["status"], got["timeout_ms"], got["max_concurrency"]) == ("suspended", 800, 4)
+    assert got["sla_overrides"] == {"unbind": 3}
+    bad = client.patch("/operator/v1/platforms/BAIDU", json={"timeout_ms": 5}, headers=operator)
+    assert bad.status_code == 400
+
+
+def test_platform_keys_are_registered_public_only_and_retired(client: TestClient, operator: dict[str, str]) -> None:
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    key = protocol.new_signing_key("baidu-2026")
+    private = dict(key.as_dict(private=True))
+    refused = client.post("/operator/v1/platforms/BAIDU/keys", json={"jwk": private}, headers=operator)
+    assert refused.status_code == 400
+    assert "private" in refused.json()["error"]["message"]
+    assert private["d"] not in refused.text  # the private part is not echoed
+    ok = client.post("/operator/v1/platforms/BAIDU/keys", json={"jwk": protocol.public_jwk(key)}, headers=operator)
+    assert ok.status_code == 201
+    assert ok.json() == {"kid": "baidu-2026"}
+    assert client.get("/operator/v1/platforms/BAIDU", headers=operator).json()["keys"] == ["baidu-2026"]
+    gone = client.delete("/operator/v1/platforms/BAIDU/keys/baidu-2026", headers=operator)
+    assert gone.status_code == 204
+    assert client.get("/operator/v1/platforms/BAIDU", headers=operator).json()["keys"] == []
+    again = client.delete("/operator/v1/platforms/BAIDU/keys/baidu-2026", headers=operator)
+    assert again.status_code == 404
+
+
+def test_garbage_jwk_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    for jwk in ({"kty": "EC", "crv": "P-256", "x": "nope"}, {"keys": []}, {"kty": "oct"}):
+        r = client.post("/operator/v1/platforms/BAIDU/keys", json={"jwk": jwk}, headers=operator)
+        assert r.status_code == 400, (jwk, r.text)
+
+
+def test_seed_registers_the_launch_enterprises_once(sessions: sessionmaker[Session], clock: Any) -> None:
+    with sessions() as session, session.begin():
+        added = service.seed(session, clock.now())
+    assert {"TENCENT", "ALIBABA", "ALIPAY", "BAIDU", "KUAISHOU", "DOUYIN", "JD", "MEITUAN"} <= set(added)
+    assert {"DIANPING", "WEIBO", "TOUTIAO", "XIAOMI"} <= set(added)
+    with sessions() as session, session.begin():
+        assert service.seed(session, clock.now()) == []
+        baidu = service.get(session, "BAIDU")
+        assert baidu.account_model == "unified"
+        assert [a.code for a in service.apps_of(session, baidu.id)] == ["netdisk", "tieba"]
+        alibaba = service.get(session, "ALIBABA")
+        assert alibaba.account_model == "independent"
+        assert [a.code for a in service.apps_of(session, alibaba.id)] == ["taobao", "xianyu", "dingtalk"]
+
+
+def test_jwks_publishes_public_keys_and_rotation_keeps_the_old_one_until_retired(
+    client: TestClient, operator: dict[str, str]
+) -> None:
+    first = client.get("/.well-known/jwks.json").json()["keys"]
+    assert len(first) == 1
+    assert "d" not in first[0]
+    assert first[0]["kty"] == "EC"
+    rotated = client.post("/operator/v1/hub-keys:rotate", headers=operator).json()
+    assert len(rotated["live"]) == 2
+    assert rotated["live"][0] == first[0]["kid"]
+    state = client.app.state.hub  # type: ignore[attr-defined]
+    state.keyring.reload()
+    kids = [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]]
+    assert kids == rotated["live"]
+    assert state.keyring.signing_key().kid == rotated["live"][1]
+    retired = client.post("/operator/v1/hub-keys:retire", headers=operator).json()
+    assert retired["live"] == [rotated["live"][1]]
+    assert retired["retired"] == [first[0]["kid"]]
+    state.keyring.reload()
+    assert [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]] == retired["live"]
