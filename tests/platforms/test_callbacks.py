@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import FixedClock
+from tongcha.kit.clock import FixedClock
 from tongcha.platforms import fanout, service
 from tongcha.platforms.models import PlatformTask
 from tongcha.requests.models import Request, RequestKind
@@ -155,6 +155,7 @@ def test_a_badly_signed_callback_is_refused_and_the_task_still_waits(
 def test_a_malformed_answer_is_a_400_and_the_task_still_waits(
     client: TestClient, sessions: sessionmaker[Session], task: str, keys: dict[str, ECKey]
 ) -> None:
+    body: dict[str, Any]
     for body in (
         {"answer": {"counts": [{"app": "meituan", "count": -1}]}},
         {"answer": {"accounts": []}},

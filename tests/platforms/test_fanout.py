@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import FixedClock
+from tongcha.kit.clock import FixedClock
 from tongcha.kit.errors import NotFound
 from tongcha.kit.keys import Keyring
 from tongcha.kit.settings import Settings
 from tongcha.platforms import fanout, service
 from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
-from tongcha.platforms.models import PlatformTask
+from tongcha.platforms.models import PlatformStatus, PlatformTask
 from tongcha.requests.models import RequestKind
 from tongcha.sdk.protocol import Operation
 from tongcha.sim.ledger import SynthConfig
@@ -234,7 +234,7 @@ def test_a_suspended_platform_gets_no_new_tasks(hub: Hub, fleet: PlatformFleet) 
     hub.register(jd)
     hub.register(meituan)
     with hub.sessions() as session, session.begin():
-        service.update(session, "MEITUAN", service.PlatformUpdate(status=service.PlatformStatus.suspended))
+        service.update(session, "MEITUAN", service.PlatformUpdate(status=PlatformStatus.suspended))
     result = hub.probe("+8613800138000")
     assert [t["platform"] for t in result["tasks"]] == ["JD"]
 

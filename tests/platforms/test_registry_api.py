@@ -103,6 +103,7 @@ def test_platform_keys_are_registered_public_only_and_retired(client: TestClient
 
 def test_garbage_jwk_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
     client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    jwk: dict[str, Any]
     for jwk in ({"kty": "EC", "crv": "P-256", "x": "nope"}, {"keys": []}, {"kty": "oct"}):
         r = client.post("/operator/v1/platforms/BAIDU/keys", json={"jwk": jwk}, headers=operator)
         assert r.status_code == 400, (jwk, r.text)
