@@ -3,6 +3,10 @@ limit per platform, and the worker loop that drives the durable tasks.
 
 One slow or broken platform must never hold up the others: each platform has its own
 semaphore and breaker, every call has its own timeout, and no call waits on another.
+
+The calls go out through aiohttp's client: a fan-out makes many small calls at once, and
+on the same machine it makes them about eight times faster than httpx (see
+docs/benchmarks.md), which matters when one inquiry is twenty calls.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
@@ -70,14 +74,14 @@ class CircuitBreaker:
         return self.failures >= self.threshold
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(status: int, content: bytes) -> str:
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
         error = body.get("error", {}) if isinstance(body, dict) else {}
         message = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
     except (orjson.JSONDecodeError, AttributeError):
         message = ""
-    return f"HTTP {response.status_code}" + (f" ({message[:300]})" if message else "")
+    return f"HTTP {status}" + (f" ({message[:300]})" if message else "")
 
 
 class Dispatcher:
@@ -88,7 +92,6 @@ class Dispatcher:
         keyring: Keyring,
         clock: Clock,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 10.0,
         wall: Callable[[], float] = time.time,
@@ -97,25 +100,25 @@ class Dispatcher:
         self.clock = clock
         # Signatures carry real time: the platform checks them against its own clock.
         self.wall = wall
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._breaker_threshold = breaker_threshold
         self._breaker_cooldown = breaker_cooldown
         self.breakers: dict[int, CircuitBreaker] = {}
         self._limits: dict[int, tuple[int, asyncio.Semaphore]] = {}
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
-                follow_redirects=False,
+    def _http(self) -> aiohttp.ClientSession:
+        if self._client is None or self._client.closed:
+            # No overall connection cap: each platform's semaphore is the limit.
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
             )
         return self._client
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     def breaker(self, platform_id: int) -> CircuitBreaker:
@@ -157,20 +160,21 @@ class Dispatcher:
                 body=call.body,
                 now=self.wall(),
             )
-            response = await self._http().post(
+            async with self._http().post(
                 call.base_url + path,
-                content=call.body,
+                data=call.body,
                 headers={SIGNATURE_HEADER: token, "content-type": "application/json"},
-                timeout=timeout,
-            )
-        except httpx.TimeoutException:
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                status, content = response.status, await response.read()
+        except TimeoutError:
             return Outcome.failed("timeout", f"no answer within {timeout * 1000:.0f} ms", transient=True)
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             return Outcome.failed("unreachable", f"{exc.__class__.__name__}: {exc}"[:300], transient=True)
-        status = response.status_code
         if status == 200:
             try:
-                answer = ANSWER_TYPES[call.operation].model_validate_json(response.content)
+                answer = ANSWER_TYPES[call.operation].model_validate_json(content)
             except ValidationError as exc:
                 return Outcome.failed(
                     "malformed_answer",
@@ -181,13 +185,13 @@ class Dispatcher:
             return Outcome.answered(answer.model_dump(mode="json"))
         if status == 202:
             try:
-                Accepted.model_validate_json(response.content)
+                Accepted.model_validate_json(content)
             except ValidationError:
                 return Outcome.failed("malformed_answer", 'a 202 must say {"accepted": true}', transient=False)
             return Outcome.accepted()
         if status == 429 or status >= 500:
-            return Outcome.failed(f"http_{status}", _error_message(response), transient=True)
-        return Outcome.failed(f"http_{status}", _error_message(response), transient=False)
+            return Outcome.failed(f"http_{status}", _error_message(status, content), transient=True)
+        return Outcome.failed(f"http_{status}", _error_message(status, content), transient=False)
 
     async def call_all(self, calls: Sequence[TaskCall], *, timeout_s: float | None = None) -> list[Outcome]:
         return list(await asyncio.gather(*(self.call(c, timeout_s=timeout_s) for c in calls)))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from tongcha.kit.db import is_postgres
@@ -45,7 +45,6 @@ def new_public_id(prefix: str) -> str:
 class TaskCall:
     """Everything needed to make one call, without holding a session."""
 
-    pk: int
     task_id: str
     request_pk: int
     platform_id: int
@@ -56,6 +55,7 @@ class TaskCall:
     timeout_s: float
     max_concurrency: int
     attempt: int
+    give_up_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +91,23 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _call_of(task: PlatformTask, platform: Platform) -> TaskCall:
     return TaskCall(
-        pk=task.id,
         task_id=task.task_id,
         request_pk=task.request_id,
         platform_id=platform.id,
         platform_code=platform.code,
         base_url=platform.base_url or "",
         operation=Operation(task.operation),
-        body=json.dumps(task.body, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=_encode(task.body),
         timeout_s=platform.timeout_ms / 1000,
         max_concurrency=platform.max_concurrency,
         attempt=task.attempts,
+        give_up_at=task.give_up_at,
     )
 
 
@@ -128,34 +132,51 @@ def open_request(
     request = Request(
         public_id=new_public_id("r"),
         kind=kind.value,
-        state=RequestState.open.value,
+        state=RequestState.open.value if platforms else RequestState.completed.value,
         params=params,
         created_at=now,
+        completed_at=None if platforms else now,
     )
     session.add(request)
     session.flush()
-    tasks: list[tuple[PlatformTask, Platform]] = []
+    # Core rather than ORM objects: a fan-out writes many rows and this is its hot path.
+    rows, calls = [], []
+    give_up_at = now + give_up_after
     for platform in platforms:
         task_id = new_public_id("t")
-        task = PlatformTask(
-            task_id=task_id,
-            request_id=request.id,
-            platform_id=platform.id,
-            operation=operation.value,
-            body={"task_id": task_id, **body_for(platform)},
-            state=TaskState.in_flight.value if claim_for else TaskState.pending.value,
-            attempts=1 if claim_for else 0,
-            run_after=now + claim_for if claim_for else now,
-            give_up_at=now + give_up_after,
-            created_at=now,
+        body = {"task_id": task_id, **body_for(platform)}
+        rows.append(
+            {
+                "task_id": task_id,
+                "request_id": request.id,
+                "platform_id": platform.id,
+                "operation": operation.value,
+                "body": body,
+                "state": TaskState.in_flight.value if claim_for else TaskState.pending.value,
+                "attempts": 1 if claim_for else 0,
+                "run_after": now + claim_for if claim_for else now,
+                "give_up_at": give_up_at,
+                "created_at": now,
+            }
         )
-        session.add(task)
-        tasks.append((task, platform))
-    if not tasks:
-        request.state = RequestState.completed.value
-        request.completed_at = now
-    session.flush()
-    return request, [_call_of(task, platform) for task, platform in tasks]
+        calls.append(
+            TaskCall(
+                task_id=task_id,
+                request_pk=request.id,
+                platform_id=platform.id,
+                platform_code=platform.code,
+                base_url=platform.base_url or "",
+                operation=operation,
+                body=_encode(body),
+                timeout_s=platform.timeout_ms / 1000,
+                max_concurrency=platform.max_concurrency,
+                attempt=1 if claim_for else 0,
+                give_up_at=give_up_at,
+            )
+        )
+    if rows:
+        session.execute(insert(PlatformTask), rows)
+    return request, calls
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> list[TaskCall]:
@@ -207,57 +228,74 @@ def _finish(task: PlatformTask, state: TaskState, now: datetime) -> None:
     task.run_after = now
 
 
-def _apply(task: PlatformTask, outcome: Outcome, now: datetime) -> None:
+def _transition(call: TaskCall, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The columns a task in flight gets from one outcome (the rules of ``_apply``,
+    computed without loading the row, since the call carries what they need)."""
+    values: dict[str, Any] = {
+        "state": TaskState.pending.value,
+        "attempts": call.attempt,
+        "run_after": now,
+        "finished_at": None,
+        "answer": None,
+        "answered_via": None,
+        "error_code": outcome.error_code,
+        "last_error": outcome.message,
+    }
     if outcome.kind == "answered":
-        _finish(task, TaskState.done, now)
-        task.answer = outcome.answer
-        task.answered_via = "sync"
-        task.error_code = None
+        values.update(state=TaskState.done.value, finished_at=now, answer=outcome.answer, answered_via="sync")
     elif outcome.kind == "accepted":
-        task.state = TaskState.awaiting_callback.value
-        task.run_after = now + CALLBACK_WAIT
+        values.update(state=TaskState.awaiting_callback.value, run_after=now + CALLBACK_WAIT)
     elif outcome.kind == "deferred":
-        task.state = TaskState.pending.value
-        task.attempts = max(0, task.attempts - 1)
-        task.run_after = outcome.retry_at or now
-        task.error_code = outcome.error_code
-        task.last_error = outcome.message
+        values.update(attempts=max(0, call.attempt - 1), run_after=outcome.retry_at or now)
     else:
-        task.error_code = outcome.error_code
-        task.last_error = outcome.message
-        out_of_tries = not outcome.transient and task.attempts >= PERMANENT_ATTEMPTS
-        retry_at = now + retry_delay(task.attempts)
-        if out_of_tries or retry_at >= task.give_up_at:
-            _finish(task, TaskState.failed, now)
+        out_of_tries = not outcome.transient and call.attempt >= PERMANENT_ATTEMPTS
+        retry_at = now + retry_delay(call.attempt)
+        if out_of_tries or retry_at >= call.give_up_at:
+            values.update(state=TaskState.failed.value, finished_at=now)
         else:
-            task.state = TaskState.pending.value
-            task.run_after = retry_at
+            values.update(run_after=retry_at)
+    return values
 
 
-def record(session: Session, results: Iterable[tuple[TaskCall, Outcome]], now: datetime) -> int:
-    """Write outcomes of calls; an outcome whose attempt is no longer the task's current
-    one (the lease ran out and someone else took over) is dropped. Returns how many
-    were written."""
-    by_pk = {call.pk: (call, outcome) for call, outcome in results}
-    if not by_pk:
-        return 0
-    stmt = select(PlatformTask).where(PlatformTask.id.in_(by_pk))
+_RECORD = (
+    update(PlatformTask)
+    .where(
+        PlatformTask.task_id == bindparam("b_task_id"),
+        # The fence: only the attempt that still holds the task may write its outcome.
+        PlatformTask.state == TaskState.in_flight.value,
+        PlatformTask.attempts == bindparam("b_attempt"),
+    )
+    .values(
+        state=bindparam("state"),
+        attempts=bindparam("attempts"),
+        run_after=bindparam("run_after"),
+        finished_at=bindparam("finished_at"),
+        answer=bindparam("answer", type_=PlatformTask.__table__.c.answer.type),
+        answered_via=bindparam("answered_via"),
+        error_code=bindparam("error_code"),
+        last_error=bindparam("last_error"),
+    )
+)
+
+
+def record(session: Session, results: Iterable[tuple[TaskCall, Outcome]], now: datetime) -> None:
+    """Write the outcomes of calls. An outcome whose attempt no longer holds the task
+    (its lease ran out and someone else took over, or a callback finished it) is
+    dropped, so a late answer never overwrites a newer one."""
+    params, requests = [], set()
+    for call, outcome in results:
+        params.append({"b_task_id": call.task_id, "b_attempt": call.attempt, **_transition(call, outcome, now)})
+        requests.add(call.request_pk)
+    if not params:
+        return
     if is_postgres(session):
-        stmt = stmt.with_for_update()
-    written = 0
-    requests = set()
-    for task in session.scalars(stmt):
-        call, outcome = by_pk[task.id]
-        if task.state != TaskState.in_flight.value or task.attempts != call.attempt:
-            continue
-        _apply(task, outcome, now)
-        written += 1
-        if task.state in FINAL_STATES:
-            requests.add(task.request_id)
-    session.flush()
+        # An outcome lost in a crash is only re-asked (the lease runs out, the task goes
+        # out again under the same task_id, the platform repeats its stored answer), so
+        # this commit need not wait for the disk.
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+    session.connection().execute(_RECORD.execution_options(synchronize_session=False), params)
     for request_pk in requests:
         _maybe_complete(session, request_pk, now)
-    return written
 
 
 def record_callback(

@@ -1,0 +1,368 @@
+"""Count fan-out to N simulated platforms, end to end, beside a bare httpx + gather script.
+
+Sets up a fresh PostgreSQL database, starts ``tongcha serve`` in a subprocess, starts N
+simulated platforms (built on our SDK, each answering after ``--latency-ms``) in another
+subprocess, registers them through the operator API, and then measures, each from its
+own load-generator process:
+
+- the hub: ``POST /operator/v1/probes`` (a count inquiry: one durable request and one
+  task per platform written to PostgreSQL, N signed calls, N answers checked and
+  recorded), first closed-loop at ``--concurrency`` for the throughput, then open-loop
+  at ``--rate`` for the latency (measured from each request's intended send time);
+- the baseline: the same N signed calls per inquiry with bare ``httpx`` +
+  ``asyncio.gather`` and nothing else (no database, no retries), same loads.
+
+    .venv/bin/python bench/fanout.py [--platforms 20] [--latency-ms 50] [--rate 200] [--seconds 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import drop_db, fresh_db, machine, table
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+TONGCHA = str(ROOT / ".venv" / "bin" / "tongcha")
+
+
+def _numbers(n: int, seed: int = 5) -> list[str]:
+    rng = random.Random(seed)
+    return [f"+86138{rng.randrange(10**8):08d}" for _ in range(n)]
+
+
+# ----- the simulated platforms (their own process) -------------------------------------
+
+
+def run_sims(args: argparse.Namespace) -> None:
+    from tongcha.sim.accounts import synthetic_enterprises
+    from tongcha.sim.ledger import SynthConfig
+    from tongcha.sim.platforms import Knobs, PlatformFleet
+
+    fleet = PlatformFleet(hub_url=args.hub_url, ledger=SynthConfig(numbers=2_000, seed=3))
+    for entry in synthetic_enterprises(args.platforms):
+        sim = fleet.add(entry, Knobs(latency_ms=args.latency_ms))
+        print(json.dumps({"code": sim.code, "base_url": sim.base_url, "jwk": sim.public_jwk}), flush=True)
+    print("ready", flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    fleet.stop()
+
+
+# ----- load generators (their own process) ---------------------------------------------
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.incomplete = 0
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
+
+        return {
+            "done": len(lat),
+            "rate": len(lat) / seconds,
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "errors": len(self.errors),
+            "first_error": self.errors[0] if self.errors else "",
+            "incomplete": self.incomplete,
+        }
+
+
+async def _drive(one: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Closed loop at --concurrency, then open loop at --rate; ``one(number)`` is an inquiry."""
+    numbers = _numbers(50_000)
+    results: dict[str, Any] = {}
+    for _ in range(20):  # warm up connections and code paths
+        await one(numbers[0])
+
+    closed = Stats()
+    stop_at = time.perf_counter() + args.seconds
+
+    async def loop(i: int) -> None:
+        k = i
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                complete = await one(numbers[k % len(numbers)])
+            except Exception as exc:
+                closed.errors.append(repr(exc)[:200])
+                continue
+            closed.latencies.append(time.perf_counter() - started)
+            closed.incomplete += 0 if complete else 1
+            k += args.concurrency
+
+    began = time.perf_counter()
+    await asyncio.gather(*(loop(i) for i in range(args.concurrency)))
+    results["closed"] = closed.summary(time.perf_counter() - began)
+
+    opened = Stats()
+    total = int(args.rate * args.seconds)
+    began = time.perf_counter()
+
+    async def at(i: int) -> None:
+        intended = began + i / args.rate
+        await asyncio.sleep(max(0.0, intended - time.perf_counter()))
+        try:
+            complete = await one(numbers[i % len(numbers)])
+        except Exception as exc:
+            opened.errors.append(repr(exc)[:200])
+            return
+        opened.latencies.append(time.perf_counter() - intended)
+        opened.incomplete += 0 if complete else 1
+
+    # A hub that cannot keep up would take forever to drain its backlog: what has not
+    # finished by a grace period after the last send counts as not done.
+    jobs = [asyncio.create_task(at(i)) for i in range(total)]
+    _, late = await asyncio.wait(jobs, timeout=args.seconds + 5)
+    for job in late:
+        job.cancel()
+    results["open"] = opened.summary(args.seconds)
+    results["open"]["unfinished"] = len(late)
+    return results
+
+
+async def _hub_loadgen(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {args.operator}"}
+    limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
+    async with httpx.AsyncClient(base_url=args.hub_url, limits=limits, timeout=30) as client:
+
+        async def one(number: str) -> bool:
+            r = await client.post("/operator/v1/probes", json={"number": number}, headers=headers)
+            if r.status_code != 200:
+                raise RuntimeError(f"HTTP {r.status_code}: {r.text[:120]}")
+            body = r.json()
+            return body["state"] == "completed" and all(t["state"] == "done" for t in body["tasks"])
+
+        return await _drive(one, args)
+
+
+async def _baseline_loadgen(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    from tongcha.kit.clock import SystemClock
+    from tongcha.kit.db import make_engine, make_sessionmaker
+    from tongcha.kit.keys import Keyring
+    from tongcha.kit.settings import Settings
+    from tongcha.sdk import protocol
+
+    settings = Settings(env="dev", database_url=args.db)
+    key = Keyring(make_sessionmaker(make_engine(args.db)), settings, SystemClock()).signing_key()
+    platforms = json.loads(args.platforms_json)
+    path = protocol.Operation.bindings_count.path
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=512)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def call(platform: dict[str, str], number: str) -> bool:
+            body = json.dumps(
+                {
+                    "task_id": f"b_{random.getrandbits(64):x}",
+                    "number": number,
+                    "bound_from": "2000-01-01T00:00:00+08:00",
+                }
+            ).encode()
+            token = protocol.sign(key, issuer=protocol.HUB_ISSUER, audience=platform["code"], path=path, body=body)
+            r = await client.post(
+                platform["base_url"] + path,
+                content=body,
+                headers={protocol.SIGNATURE_HEADER: token, "content-type": "application/json"},
+            )
+            return r.status_code == 200
+
+        async def one(number: str) -> bool:
+            return all(await asyncio.gather(*(call(p, number) for p in platforms)))
+
+        return await _drive(one, args)
+
+
+def run_loadgen(args: argparse.Namespace) -> None:
+    go = _hub_loadgen if args.loadgen == "hub" else _baseline_loadgen
+    print(json.dumps(asyncio.run(go(args))), flush=True)
+
+
+# ----- the orchestrator ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def federation(
+    n_platforms: int, latency_ms: float, *, hub_workers: int = 1
+) -> Iterator[tuple[dict[str, str], str, str, str, list[dict[str, Any]]]]:
+    """A hub on a fresh PostgreSQL database and N simulated platforms registered with it."""
+    import httpx
+
+    db = fresh_db("fanout")
+    env = {**os.environ, "TONGCHA_DATABASE_URL": db, "TONGCHA_ENV": "dev", "TONGCHA_LOG_LEVEL": "WARNING"}
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        subprocess.run([TONGCHA, "db", "upgrade"], env=env, check=True, capture_output=True)
+        operator = (
+            subprocess.run([TONGCHA, "operator", "credential"], env=env, check=True, capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        port = _free_port()
+        hub_url = f"http://127.0.0.1:{port}"
+        procs.append(
+            subprocess.Popen([TONGCHA, "serve", "--port", str(port), "--workers", str(hub_workers)], env=env, text=True)
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(hub_url + "/.well-known/jwks.json").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the hub did not start")
+            time.sleep(0.1)
+        sims = subprocess.Popen(
+            [
+                PY,
+                __file__,
+                "--sims",
+                "--hub-url",
+                hub_url,
+                "--platforms",
+                str(n_platforms),
+                "--latency-ms",
+                str(latency_ms),
+            ],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(sims)
+        assert sims.stdout is not None
+        platforms = []
+        for line in sims.stdout:
+            if line.strip() == "ready":
+                break
+            platforms.append(json.loads(line))
+        headers = {"Authorization": f"Bearer {operator}"}
+        for p in platforms:
+            httpx.post(
+                hub_url + "/operator/v1/platforms",
+                json={"code": p["code"], "name": p["code"], "base_url": p["base_url"]},
+                headers=headers,
+            ).raise_for_status()
+            httpx.post(
+                hub_url + f"/operator/v1/platforms/{p['code']}/keys", json={"jwk": p["jwk"]}, headers=headers
+            ).raise_for_status()
+        yield env, db, hub_url, operator, platforms
+        assert sims.stdin is not None
+        sims.stdin.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        drop_db(db)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--platforms", type=int, default=20)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--hub-workers", type=int, default=1, help="hub processes (tongcha serve --workers)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--sims", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--loadgen", choices=["hub", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--hub-url", help=argparse.SUPPRESS)
+    parser.add_argument("--operator", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--platforms-json", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sims:
+        return run_sims(args)
+    if args.loadgen:
+        return run_loadgen(args)
+    if args.quick:
+        args.seconds, args.rate, args.concurrency = 2.0, 50.0, 16
+
+    common = ["--seconds", str(args.seconds), "--rate", str(args.rate), "--concurrency", str(args.concurrency)]
+    with federation(args.platforms, args.latency_ms, hub_workers=args.hub_workers) as (
+        env,
+        db,
+        hub_url,
+        operator,
+        platforms,
+    ):
+
+        def loadgen(kind: str, *extra: str) -> dict[str, Any]:
+            done = subprocess.run(
+                [PY, __file__, "--loadgen", kind, *common, *extra], env=env, check=True, capture_output=True, text=True
+            )
+            result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+            return result
+
+        baseline = loadgen("baseline", "--db", db, "--platforms-json", json.dumps(platforms))
+        ours = loadgen("hub", "--hub-url", hub_url, "--operator", operator)
+
+    rows = []
+    for name, res in (("hub: POST /operator/v1/probes", ours), ("baseline: httpx + gather", baseline)):
+        c, o = res["closed"], res["open"]
+        rows.append(
+            [
+                name,
+                f"{c['rate']:.0f}/s (p50 {c['p50_ms']:.0f} ms, p99 {c['p99_ms']:.0f} ms)",
+                f"{o['rate']:.0f}/s: p50 {o['p50_ms']:.0f} ms, p99 {o['p99_ms']:.0f} ms",
+                f"{c['errors'] + o['errors']} errors, {c['incomplete'] + o['incomplete']} incomplete, "
+                f"{o['unfinished']} unfinished",
+            ]
+        )
+    ratio = ours["closed"]["rate"] / baseline["closed"]["rate"] if baseline["closed"]["rate"] else float("nan")
+    print(machine())
+    print(
+        f"{args.platforms} platforms answering in {args.latency_ms:.0f} ms; closed loop at {args.concurrency} "
+        f"in flight, open loop at {args.rate:.0f}/s; {args.seconds:.0f} s each"
+    )
+    print(
+        table(
+            ["", f"throughput, closed loop ({args.concurrency} in flight)", f"open loop at {args.rate:.0f}/s", ""],
+            rows,
+        )
+    )
+    print(f"hub / baseline throughput: {ratio:.2f}")
+    for res in (ours, baseline):
+        for part in ("closed", "open"):
+            if res[part]["first_error"]:
+                print("first error:", res[part]["first_error"])
+
+
+if __name__ == "__main__":
+    main()
