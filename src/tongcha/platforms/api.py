@@ -108,6 +108,7 @@ def add_platform(body: PlatformIn, _: OperatorCaller, session: SessionDep, hub: 
         apps=[service.AppSpec(a.code, a.name_zh, a.name_en) for a in body.apps],
     )
     platform, secret = service.add(session, spec, hub.clock.now())
+    hub.platforms.forget()
     return PlatformCreated(**_out(session, platform).model_dump(), credential=secret)
 
 
@@ -121,9 +122,11 @@ def get_platform(code: str, _: OperatorCaller, session: SessionDep) -> PlatformO
     summary="Change where and how the hub calls a platform, or suspend/resume it",
     responses=responses(InvalidArgument, Unauthenticated, NotFound),
 )
-def patch_platform(code: str, body: PlatformPatch, _: OperatorCaller, session: SessionDep) -> PlatformOut:
+def patch_platform(code: str, body: PlatformPatch, _: OperatorCaller, session: SessionDep, hub: HubDep) -> PlatformOut:
     change = service.PlatformUpdate(**body.model_dump())
-    return _out(session, service.update(session, code, change))
+    platform = service.update(session, code, change)
+    hub.platforms.forget()
+    return _out(session, platform)
 
 
 @operator.post(
@@ -193,6 +196,7 @@ async def probe(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOut:
         body_for=lambda _p: {"number": number, "bound_from": bound_from},
         only=body.platforms,
         wait_s=hub.settings.fanout_wait_ms / 1000,
+        directory=hub.platforms,
     )
     return ProgressOut.of(progress)
 

@@ -28,8 +28,8 @@ from tongcha.kit.clock import Clock
 from tongcha.kit.keys import Keyring
 from tongcha.platforms import fanout, service
 from tongcha.platforms.fanout import Outcome, TaskCall
-from tongcha.platforms.models import Platform
-from tongcha.requests.models import Request, RequestKind
+from tongcha.platforms.models import FINAL_STATES
+from tongcha.requests.models import Request, RequestKind, RequestState
 from tongcha.sdk import protocol
 from tongcha.sdk.protocol import ANSWER_TYPES, HUB_ISSUER, SIGNATURE_HEADER, Accepted, Operation
 
@@ -268,10 +268,11 @@ async def fan_out(
     kind: RequestKind,
     params: dict[str, Any],
     operation: Operation,
-    body_for: Callable[[Platform], dict[str, Any]],
+    body_for: Callable[[fanout.Callee], dict[str, Any]],
     only: Sequence[str] | None = None,
     wait_s: float = 1.5,
     give_up_after: timedelta = timedelta(hours=48),
+    directory: service.PlatformDirectory | None = None,
 ) -> fanout.Progress:
     """Open a request with one task per callable platform and call them all at once.
 
@@ -279,13 +280,14 @@ async def fan_out(
     (slow, down, asynchronous) stay with the workers, and the progress says which.
     """
 
-    def open_() -> tuple[int, list[TaskCall]]:
+    def open_() -> tuple[Request, list[TaskCall]]:
         with sessions() as session, session.begin():
-            platforms = service.callable_platforms(session)
+            platforms: Sequence[fanout.Callee] = (
+                directory.callees() if directory is not None else service.callees(session)
+            )
             if only is not None:
                 wanted = set(only)
                 platforms = [p for p in platforms if p.code in wanted]
-            lease = timedelta(seconds=wait_s) + fanout.LEASE_MARGIN
             request, calls = fanout.open_request(
                 session,
                 kind=kind,
@@ -295,18 +297,44 @@ async def fan_out(
                 body_for=body_for,
                 now=clock.now(),
                 give_up_after=give_up_after,
-                claim_for=lease,
+                claim_for=timedelta(seconds=wait_s) + fanout.LEASE_MARGIN,
             )
-            return request.id, calls
+            session.expunge(request)
+            return request, calls
 
-    request_pk, calls = await asyncio.to_thread(open_)
+    request, calls = await asyncio.to_thread(open_)
     outcomes = await dispatcher.call_all(calls, timeout_s=wait_s)
+    now = clock.now()
+    transitions = [fanout.transition(c, o, now) for c, o in zip(calls, outcomes, strict=True)]
 
-    def finish() -> fanout.Progress:
+    def finish() -> None:
         with sessions() as session, session.begin():
-            fanout.record(session, list(zip(calls, outcomes, strict=True)), clock.now())
-            request = session.get(Request, request_pk)
-            assert request is not None
-            return fanout.progress(session, request)
+            fanout.record(session, list(zip(calls, outcomes, strict=True)), now, transitions=transitions)
 
-    return await asyncio.to_thread(finish)
+    await asyncio.to_thread(finish)
+    # Built from what was just written rather than read back: this is the hot path.
+    views = [
+        fanout.TaskView(
+            platform=c.platform_code,
+            platform_name=c.platform_name,
+            task_id=c.task_id,
+            state=t["state"],
+            attempts=t["attempts"],
+            answer=t["answer"],
+            answered_via=t["answered_via"],
+            error_code=t["error_code"],
+            error=t["last_error"],
+            finished_at=t["finished_at"],
+        )
+        for c, t in sorted(zip(calls, transitions, strict=True), key=lambda pair: pair[0].platform_code)
+    ]
+    done = all(v.state in FINAL_STATES for v in views)
+    return fanout.Progress(
+        request_id=request.public_id,
+        kind=request.kind,
+        state=RequestState.completed.value if done else RequestState.open.value,
+        params=request.params,
+        created_at=request.created_at,
+        completed_at=now if done else None,
+        tasks=views,
+    )

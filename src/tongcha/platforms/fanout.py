@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -41,6 +41,33 @@ def new_public_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(18)}"
 
 
+class Callee(Protocol):
+    """What fan-out needs of a platform: a registry row, or a cached copy of one."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def timeout_ms(self) -> int: ...
+    @property
+    def max_concurrency(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CalleeRow:
+    id: int
+    code: str
+    name: str
+    base_url: str | None
+    timeout_ms: int
+    max_concurrency: int
+
+
 @dataclass(frozen=True, slots=True)
 class TaskCall:
     """Everything needed to make one call, without holding a session."""
@@ -49,6 +76,7 @@ class TaskCall:
     request_pk: int
     platform_id: int
     platform_code: str
+    platform_name: str
     base_url: str
     operation: Operation
     body: bytes
@@ -101,6 +129,7 @@ def _call_of(task: PlatformTask, platform: Platform) -> TaskCall:
         request_pk=task.request_id,
         platform_id=platform.id,
         platform_code=platform.code,
+        platform_name=platform.name,
         base_url=platform.base_url or "",
         operation=Operation(task.operation),
         body=_encode(task.body),
@@ -117,8 +146,8 @@ def open_request(
     kind: RequestKind,
     params: dict[str, Any],
     operation: Operation,
-    platforms: Sequence[Platform],
-    body_for: Callable[[Platform], dict[str, Any]],
+    platforms: Sequence[Callee],
+    body_for: Callable[[Callee], dict[str, Any]],
     now: datetime,
     give_up_after: timedelta,
     claim_for: timedelta | None = None,
@@ -165,6 +194,7 @@ def open_request(
                 request_pk=request.id,
                 platform_id=platform.id,
                 platform_code=platform.code,
+                platform_name=platform.name,
                 base_url=platform.base_url or "",
                 operation=operation,
                 body=_encode(body),
@@ -228,9 +258,9 @@ def _finish(task: PlatformTask, state: TaskState, now: datetime) -> None:
     task.run_after = now
 
 
-def _transition(call: TaskCall, outcome: Outcome, now: datetime) -> dict[str, Any]:
-    """The columns a task in flight gets from one outcome (the rules of ``_apply``,
-    computed without loading the row, since the call carries what they need)."""
+def transition(call: TaskCall, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The columns a task in flight gets from one outcome, computed without loading the
+    row: the call carries what the rules need (its attempt and give-up time)."""
     values: dict[str, Any] = {
         "state": TaskState.pending.value,
         "attempts": call.attempt,
@@ -278,13 +308,21 @@ _RECORD = (
 )
 
 
-def record(session: Session, results: Iterable[tuple[TaskCall, Outcome]], now: datetime) -> None:
+def record(
+    session: Session,
+    results: Sequence[tuple[TaskCall, Outcome]],
+    now: datetime,
+    *,
+    transitions: Sequence[dict[str, Any]] | None = None,
+) -> None:
     """Write the outcomes of calls. An outcome whose attempt no longer holds the task
     (its lease ran out and someone else took over, or a callback finished it) is
     dropped, so a late answer never overwrites a newer one."""
+    if transitions is None:
+        transitions = [transition(call, outcome, now) for call, outcome in results]
     params, requests = [], set()
-    for call, outcome in results:
-        params.append({"b_task_id": call.task_id, "b_attempt": call.attempt, **_transition(call, outcome, now)})
+    for (call, _), values in zip(results, transitions, strict=True):
+        params.append({"b_task_id": call.task_id, "b_attempt": call.attempt, **values})
         requests.add(call.request_pk)
     if not params:
         return
@@ -321,17 +359,17 @@ def record_callback(
 
 
 def _maybe_complete(session: Session, request_pk: int, now: datetime) -> None:
-    open_task = session.scalars(
+    """Mark the request completed once none of its tasks is still open (one statement)."""
+    still_open = (
         select(PlatformTask.id)
         .where(PlatformTask.request_id == request_pk, PlatformTask.state.not_in(FINAL_STATES))
-        .limit(1)
-    ).first()
-    if open_task is None:
-        request = session.get(Request, request_pk)
-        if request is not None and request.state != RequestState.completed.value:
-            request.state = RequestState.completed.value
-            request.completed_at = now
-            session.flush()
+        .exists()
+    )
+    session.connection().execute(
+        update(Request)
+        .where(Request.id == request_pk, Request.state != RequestState.completed.value, ~still_open)
+        .values(state=RequestState.completed.value, completed_at=now)
+    )
 
 
 @dataclass

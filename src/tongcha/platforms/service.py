@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +14,7 @@ from joserfc.jwk import KeySet
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit import credentials
 from tongcha.kit.credentials import PartyKind
@@ -290,3 +292,35 @@ def accept_callback(
     error = (callback.error.code, callback.error.message) if callback.error is not None else None
     recorded = fanout.record_callback(session, task, answer=answer, error=error, now=now)
     return CallbackResult(task_id=task.task_id, state=task.state, recorded=recorded)
+
+
+def callees(session: Session) -> list[fanout.CalleeRow]:
+    return [
+        fanout.CalleeRow(p.id, p.code, p.name, p.base_url, p.timeout_ms, p.max_concurrency)
+        for p in callable_platforms(session)
+    ]
+
+
+class PlatformDirectory:
+    """The callable platforms as one process sees them, re-read every ``ttl`` seconds:
+    every fan-out needs the list and the registry rarely changes, so a suspension or a
+    new base URL reaches a running API process within ``ttl`` seconds."""
+
+    def __init__(self, sessions: sessionmaker[Session], ttl: float = 2.0) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._loaded_at = -1e9
+        self._rows: list[fanout.CalleeRow] = []
+
+    def callees(self) -> list[fanout.CalleeRow]:
+        if time.monotonic() - self._loaded_at >= self._ttl:
+            with self._lock:
+                if time.monotonic() - self._loaded_at >= self._ttl:
+                    with self._sessions() as session:
+                        self._rows = callees(session)
+                    self._loaded_at = time.monotonic()
+        return self._rows
+
+    def forget(self) -> None:
+        self._loaded_at = -1e9

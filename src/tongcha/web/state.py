@@ -19,6 +19,7 @@ from tongcha.ledger import index as ledger_index
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.tasks import CheckLog
 from tongcha.platforms.dispatch import Dispatcher
+from tongcha.platforms.service import PlatformDirectory
 
 if TYPE_CHECKING:
     from tongcha.web.deps import CredentialCache
@@ -41,6 +42,7 @@ class HubState:
         self._checklog: CheckLog | None = None
         self.keyring = Keyring(self.sessions, settings, clock)
         self._dispatcher: Dispatcher | None = None
+        self.platforms = PlatformDirectory(self.sessions)
 
     @property
     def dispatcher(self) -> Dispatcher:
