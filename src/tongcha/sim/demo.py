@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -9,18 +11,27 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from joserfc.jwk import ECKey
 from rich.console import Console
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from tongcha.kit import credentials
 from tongcha.kit.clock import SystemClock
 from tongcha.kit.db import make_engine, make_sessionmaker
+from tongcha.kit.keys import Keyring
 from tongcha.kit.migrate import upgrade
 from tongcha.kit.settings import Settings
 from tongcha.ledger.models import Carrier, Tenure
 from tongcha.parties import add_carrier, add_platform, issue_credential
+from tongcha.platforms import service as platforms_service
+from tongcha.platforms.catalogue import ENTERPRISES
+from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
 from tongcha.platforms.models import Platform
+from tongcha.sdk import protocol
 from tongcha.sim.carriers import feed
 from tongcha.sim.ledger import SynthConfig
+from tongcha.sim.platforms import Knobs, PlatformFleet
 from tongcha.web.app import create_app
 
 CARRIERS = {"CMCC": "China Mobile 中国移动", "CUCC": "China Unicom 中国联通", "CTCC": "China Telecom 中国电信"}
@@ -64,6 +75,16 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
             f"ledger seeded: {report.accepted:,} events accepted in {report.rounds} rounds "
             f"({time.perf_counter() - started:.1f}s); {report.rejected:,} left refused"
         )
+    cfg = SynthConfig(numbers=numbers, today=datetime.now(UTC).date())
+    fleet = PlatformFleet(hub_url=base, ledger=cfg)
+    for entry in ENTERPRISES:
+        fleet.add(entry, DEMO_KNOBS.get(entry.code, Knobs(latency_ms=(5, 40))), signing_key=_demo_key(entry.code))
+    with sessions() as session, session.begin():
+        operator = _connect(session, fleet, now)
+    worker = threading.Thread(target=_run_worker, args=(settings, sessions), daemon=True)
+    worker.start()
+    console.print(f"{len(fleet.platforms)} simulated platforms are answering on loopback (with a fan-out worker)")
+
     recycled, stable, earlier = _examples(sessions)
     console.print(f"\n[bold]Tongcha is running at {base}[/bold]  (API docs: {base}/docs)")
     console.print("A platform credential for trying the checks:")
@@ -75,6 +96,13 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
         )
     if stable:
         console.print(f"A number with one holder since {stable[1]}: {stable[0]}")
+    if recycled:
+        probe = json.dumps({"number": recycled[0], "bound_from": earlier})
+        console.print("\nAsk every platform which accounts sit on it (the operator's probe):")
+        console.print(
+            f"  curl -X POST -H 'Authorization: Bearer {operator}' -H 'content-type: application/json' "
+            f"{base}/operator/v1/probes -d '{probe}'"
+        )
     console.print("Press Ctrl+C to stop.")
     try:
         while thread.is_alive():
@@ -82,6 +110,8 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
     except KeyboardInterrupt:
         server.should_exit = True
         thread.join(5)
+    finally:
+        fleet.stop()
 
 
 def _wait_until_up(base: str) -> None:
@@ -116,3 +146,34 @@ def _examples(sessions) -> tuple[tuple[str, str] | None, tuple[str, str] | None,
         (f"+86{stable[0]}", stable[1].isoformat()) if stable else None,
         earlier.isoformat() if earlier else "2010-01-01",
     )
+
+
+# A little of real life: some platforms are slow, some answer later, one fails now and then.
+DEMO_KNOBS = {
+    "MEITUAN": Knobs(latency_ms=(30, 120)),
+    "DOUYIN": Knobs(async_rate=1.0, callback_delay_ms=(1_000, 3_000)),
+    "WEIBO": Knobs(latency_ms=(5, 40), error_rate=0.2),
+}
+
+
+def _demo_key(code: str) -> ECKey:
+    # A fresh kid per run: the registry keeps retired keys, and kids are unique.
+    return protocol.new_signing_key(f"{code.lower()}-{int(time.time())}")
+
+
+def _connect(session: Session, fleet: PlatformFleet, now: datetime) -> str:
+    """Point the registry at this run's simulated platforms; returns an operator credential."""
+    platforms_service.seed(session, now)
+    for sim in fleet.platforms.values():
+        platform = platforms_service.get(session, sim.code)
+        for kid in platforms_service.live_kids(session, platform.id):
+            platforms_service.retire_key(session, sim.code, kid, now)
+        platforms_service.update(session, sim.code, platforms_service.PlatformUpdate(base_url=sim.base_url))
+        platforms_service.add_key(session, sim.code, sim.public_jwk, now)
+    return credentials.issue(session, credentials.PartyKind.operator, 0, now)
+
+
+def _run_worker(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    clock = SystemClock()
+    dispatcher = Dispatcher(Keyring(sessions, settings, clock), clock)
+    asyncio.run(FanoutWorker(sessions, dispatcher, clock).work_forever())
