@@ -256,8 +256,9 @@ def test_a_resent_task_is_not_acted_on_twice(
                 kind=RequestKind.unbind,
                 params={},
                 operation=Operation.bindings_unbind,
-                platforms=[service.get(session, "JD")],
-                body_for=lambda _p: {"number": number, "bound_before": bound_before.isoformat()},
+                targets=fanout.each(
+                    [service.get(session, "JD")], {"number": number, "bound_before": bound_before.isoformat()}
+                ),
                 now=clock.now(),
                 give_up_after=timedelta(days=2),
                 claim_for=timedelta(seconds=30),
@@ -299,8 +300,10 @@ def test_the_circuit_opens_after_repeated_failures_and_spares_the_platform(
                 kind=RequestKind.probe,
                 params={},
                 operation=Operation.bindings_count,
-                platforms=[service.get(session, "JD")] * 5,
-                body_for=lambda _p: {"number": "+8613800138000", "bound_from": "2000-01-01T00:00:00+08:00"},
+                targets=fanout.each(
+                    [service.get(session, "JD")] * 5,
+                    {"number": "+8613800138000", "bound_from": "2000-01-01T00:00:00+08:00"},
+                ),
                 now=clock.now(),
                 give_up_after=timedelta(days=2),
                 claim_for=timedelta(seconds=30),

@@ -44,6 +44,14 @@ class Digester:
         """A phone number with the last six digits of its holder's ID."""
         return self._mac(b"tail\x00", f"{number}\x00{id_number[-6:]}".encode())
 
+    def code(self, verification_id: str, code: str) -> str:
+        """A one-time SMS code, bound to its verification."""
+        return self._mac(b"code\x00", f"{verification_id}\x00{code}".encode())
+
+    def client(self, address: str) -> str:
+        """A client's network address, for rate limits without keeping addresses."""
+        return self._mac(b"client\x00", address.encode())
+
     def number(self, number: int) -> str:
         """A phone number, for logs that must not list numbers in the clear."""
         return self._mac(b"number\x00", str(number).encode())

@@ -1,5 +1,6 @@
 """Imports every feature's models so that metadata (and Alembic) sees all tables."""
 
+from tongcha.identity.models import CitizenSession, Verification
 from tongcha.kit.credentials import Credential
 from tongcha.kit.db import Base
 from tongcha.kit.jobs import Job
@@ -20,6 +21,7 @@ from tongcha.requests.models import Request
 __all__ = [
     "Base",
     "Carrier",
+    "CitizenSession",
     "Credential",
     "HubKey",
     "Job",
@@ -36,4 +38,5 @@ __all__ = [
     "Request",
     "SeenToken",
     "Tenure",
+    "Verification",
 ]

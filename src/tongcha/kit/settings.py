@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     breaker_threshold: int = 5
     breaker_cooldown_seconds: float = 10.0
     data_dir: Path = Path(".")
+    # Working days: the `holidays` package knows a year once the State Council's notice
+    # is out (usually November); this CSV/JSON file adds or corrects days before then.
+    workdays_file: Path | None = None
+    # SMS: `console` keeps messages in memory for the demo's on-screen phone (refused in
+    # production), `file` appends JSON lines, `http` posts to a provider.
+    sms_backend: Literal["console", "file", "http"] = "console"
+    sms_file: Path | None = None
+    sms_url: str | None = None
+    sms_api_key: SecretStr | None = None
+    sms_sender: str = "TONGCHA"
+    sms_timeout_seconds: float = 5.0
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> Settings:

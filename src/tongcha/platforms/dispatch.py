@@ -225,6 +225,7 @@ class FanoutWorker:
 
     async def run_once(self) -> int:
         """Run everything due now and wait for it. Returns how many calls were made."""
+        await asyncio.to_thread(self._purge)
         calls = await asyncio.to_thread(self._claim, self.max_in_flight)
         await asyncio.gather(*(self._run(c) for c in calls))
         return len(calls)
@@ -258,6 +259,7 @@ class FanoutWorker:
     def _purge(self) -> None:
         with self.sessions() as session, session.begin():
             fanout.forget_expired_tokens(session, datetime.fromtimestamp(self.dispatcher.wall(), UTC))
+            fanout.mark_overdue(session, self.clock.now())
 
 
 async def fan_out(
@@ -293,8 +295,7 @@ async def fan_out(
                 kind=kind,
                 params=params,
                 operation=operation,
-                platforms=platforms,
-                body_for=body_for,
+                targets=[fanout.Target(p, body_for(p)) for p in platforms],
                 now=clock.now(),
                 give_up_after=give_up_after,
                 claim_for=timedelta(seconds=wait_s) + fanout.LEASE_MARGIN,
@@ -338,3 +339,19 @@ async def fan_out(
         completed_at=now if done else None,
         tasks=views,
     )
+
+
+async def run_claimed(
+    sessions: sessionmaker[Session], dispatcher: Dispatcher, clock: Clock, calls: Sequence[TaskCall], wait_s: float
+) -> None:
+    """Call tasks this process claimed when it opened them, and record what came back;
+    whatever does not answer within ``wait_s`` is left to the workers."""
+    if not calls:
+        return
+    outcomes = await dispatcher.call_all(calls, timeout_s=wait_s)
+
+    def record() -> None:
+        with sessions() as session, session.begin():
+            fanout.record(session, list(zip(calls, outcomes, strict=True)), clock.now())
+
+    await asyncio.to_thread(record)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from tongcha.kit import jobs
 from tongcha.kit.db import is_postgres
 from tongcha.platforms.models import FINAL_STATES, Platform, PlatformStatus, PlatformTask, TaskState
 from tongcha.requests.models import Request, RequestKind, RequestState
@@ -56,6 +57,22 @@ class Callee(Protocol):
     def timeout_ms(self) -> int: ...
     @property
     def max_concurrency(self) -> int: ...
+    @property
+    def sla_overrides(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One task to open: which platform, what to send it, and when it is due."""
+
+    platform: Callee
+    body: dict[str, Any]
+    due_by: datetime | None = None
+
+
+def each(platforms: Sequence[Callee], body: dict[str, Any]) -> list[Target]:
+    """The same body to every platform."""
+    return [Target(p, body) for p in platforms]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,7 @@ class CalleeRow:
     base_url: str | None
     timeout_ms: int
     max_concurrency: int
+    sla_overrides: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +164,13 @@ def open_request(
     kind: RequestKind,
     params: dict[str, Any],
     operation: Operation,
-    platforms: Sequence[Callee],
-    body_for: Callable[[Callee], dict[str, Any]],
+    targets: Sequence[Target],
     now: datetime,
     give_up_after: timedelta,
     claim_for: timedelta | None = None,
+    holder_digest: str | None = None,
+    due_by: datetime | None = None,
+    notify_number: int | None = None,
 ) -> tuple[Request, list[TaskCall]]:
     """Store a request and one task per platform (flushed, not committed).
 
@@ -161,19 +181,23 @@ def open_request(
     request = Request(
         public_id=new_public_id("r"),
         kind=kind.value,
-        state=RequestState.open.value if platforms else RequestState.completed.value,
+        state=RequestState.open.value if targets else RequestState.completed.value,
         params=params,
         created_at=now,
-        completed_at=None if platforms else now,
+        completed_at=None if targets else now,
+        holder_digest=holder_digest,
+        due_by=due_by,
+        notify_number=notify_number,
     )
     session.add(request)
     session.flush()
     # Core rather than ORM objects: a fan-out writes many rows and this is its hot path.
     rows, calls = [], []
     give_up_at = now + give_up_after
-    for platform in platforms:
+    for target in targets:
+        platform = target.platform
         task_id = new_public_id("t")
-        body = {"task_id": task_id, **body_for(platform)}
+        body = {"task_id": task_id, **target.body}
         rows.append(
             {
                 "task_id": task_id,
@@ -186,6 +210,7 @@ def open_request(
                 "run_after": now + claim_for if claim_for else now,
                 "give_up_at": give_up_at,
                 "created_at": now,
+                "due_by": target.due_by,
             }
         )
         calls.append(
@@ -359,17 +384,42 @@ def record_callback(
 
 
 def _maybe_complete(session: Session, request_pk: int, now: datetime) -> None:
-    """Mark the request completed once none of its tasks is still open (one statement)."""
+    """Mark the request completed once none of its tasks is still open (one statement);
+    a citizen's request then gets its result SMS, queued in the same transaction."""
     still_open = (
         select(PlatformTask.id)
         .where(PlatformTask.request_id == request_pk, PlatformTask.state.not_in(FINAL_STATES))
         .exists()
     )
-    session.connection().execute(
-        update(Request)
-        .where(Request.id == request_pk, Request.state != RequestState.completed.value, ~still_open)
-        .values(state=RequestState.completed.value, completed_at=now)
+    completed = (
+        session.connection()
+        .execute(
+            update(Request)
+            .where(Request.id == request_pk, Request.state != RequestState.completed.value, ~still_open)
+            .values(state=RequestState.completed.value, completed_at=now)
+            .returning(Request.notify_number)
+        )
+        .first()
     )
+    if completed is not None and completed.notify_number is not None:
+        jobs.enqueue(session, NOTIFY_JOB, {"request_id": request_pk}, now)
+
+
+NOTIFY_JOB = "requests.notify"
+
+
+def mark_overdue(session: Session, now: datetime) -> int:
+    """Flag open tasks whose platform has missed its due time. Returns how many."""
+    result = session.connection().execute(
+        update(PlatformTask)
+        .where(
+            PlatformTask.due_by < now,
+            PlatformTask.overdue_at.is_(None),
+            PlatformTask.state.not_in(FINAL_STATES),
+        )
+        .values(overdue_at=now)
+    )
+    return int(result.rowcount or 0)
 
 
 @dataclass
@@ -384,6 +434,9 @@ class TaskView:
     error_code: str | None
     error: str | None
     finished_at: datetime | None
+    number: str | None = None
+    due_by: datetime | None = None
+    overdue: bool = False
 
 
 @dataclass
@@ -395,6 +448,7 @@ class Progress:
     created_at: datetime
     completed_at: datetime | None
     tasks: list[TaskView] = field(default_factory=list)
+    due_by: datetime | None = None
 
     @property
     def pending(self) -> list[str]:
@@ -415,6 +469,7 @@ def progress(session: Session, request: Request) -> Progress:
         params=request.params,
         created_at=request.created_at,
         completed_at=request.completed_at,
+        due_by=request.due_by,
         tasks=[
             TaskView(
                 platform=code,
@@ -427,6 +482,9 @@ def progress(session: Session, request: Request) -> Progress:
                 error_code=task.error_code,
                 error=task.last_error,
                 finished_at=task.finished_at,
+                number=task.body.get("number"),
+                due_by=task.due_by,
+                overdue=task.overdue_at is not None,
             )
             for task, code, name in rows
         ],

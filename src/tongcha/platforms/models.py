@@ -99,6 +99,10 @@ class PlatformTask(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # The platform's SLA: when the citizen was promised its answer (working days).
+    due_by: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Set by the overdue sweep when due_by passed with the task still open.
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 
     __table_args__ = (
         Index("ix_platform_tasks_due", "state", "run_after"),

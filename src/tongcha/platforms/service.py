@@ -296,7 +296,7 @@ def accept_callback(
 
 def callees(session: Session) -> list[fanout.CalleeRow]:
     return [
-        fanout.CalleeRow(p.id, p.code, p.name, p.base_url, p.timeout_ms, p.max_concurrency)
+        fanout.CalleeRow(p.id, p.code, p.name, p.base_url, p.timeout_ms, p.max_concurrency, dict(p.sla_overrides))
         for p in callable_platforms(session)
     ]
 

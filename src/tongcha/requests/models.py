@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, BigInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tongcha.kit.db import Base, BigId, UtcDateTime
@@ -40,3 +40,9 @@ class Request(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Whose request it is (a citizen's holder digest); None for the operator's probes.
+    holder_digest: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    # The latest due time of its platforms, in working days from created_at.
+    due_by: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Where the result goes by SMS: the phone the citizen verified with.
+    notify_number: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from tongcha.identity.api import router as identity_router
 from tongcha.kit.clock import Clock, SystemClock
 from tongcha.kit.correlator import CorrelatorMiddleware
 from tongcha.kit.db import make_engine
@@ -15,6 +16,7 @@ from tongcha.kit.settings import Settings, get_settings
 from tongcha.ledger.api import router as ledger_router
 from tongcha.platforms.api import operator as operator_router
 from tongcha.platforms.api import router as platforms_router
+from tongcha.requests.api import router as requests_router
 from tongcha.web import errors
 from tongcha.web.pages import router as pages_router
 from tongcha.web.state import HubState
@@ -44,5 +46,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
     app.include_router(ledger_router)
     app.include_router(platforms_router)
     app.include_router(operator_router)
+    app.include_router(identity_router)
+    app.include_router(requests_router)
     app.include_router(pages_router)
     return app

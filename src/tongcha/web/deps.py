@@ -11,11 +11,13 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tongcha.identity import service as identity_service
 from tongcha.kit.credentials import Credential, PartyKind, hash_secret
 from tongcha.kit.errors import Unauthenticated
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.models import Carrier
 from tongcha.platforms.models import Platform
+from tongcha.requests.service import Citizen
 from tongcha.web.state import HubState
 
 
@@ -129,6 +131,19 @@ async def operator_caller(request: Request) -> Caller:
     return _caller(request, PartyKind.operator)
 
 
+async def citizen_caller(request: Request) -> Citizen:
+    """The holder a citizen's bearer token stands for; expired, revoked or made-up
+    tokens are refused alike."""
+    state = hub(request)
+    token = _bearer(request)
+    with state.sessions() as session:
+        found = identity_service.resolve(session, token, state.clock.now())
+    if found is None:
+        raise Unauthenticated("the access token is unknown, expired or revoked; verify again")
+    return Citizen(found.holder_digest, found.number)
+
+
+CitizenCaller = Annotated[Citizen, Depends(citizen_caller)]
 CarrierCaller = Annotated[Caller, Depends(carrier_caller)]
 OperatorCaller = Annotated[Caller, Depends(operator_caller)]
 PlatformCaller = Annotated[Caller, Depends(platform_caller)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,11 +17,14 @@ from tongcha.kit.db import make_sessionmaker
 from tongcha.kit.digests import Digester
 from tongcha.kit.keys import Keyring
 from tongcha.kit.settings import Settings
+from tongcha.kit.workdays import calendar_from_settings
 from tongcha.ledger import index as ledger_index
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.tasks import CheckLog
+from tongcha.notify.sms import gateway_from_settings
 from tongcha.platforms.dispatch import Dispatcher
 from tongcha.platforms.service import PlatformDirectory
+from tongcha.requests import tasks as request_tasks
 
 if TYPE_CHECKING:
     from tongcha.web.deps import CredentialCache
@@ -43,6 +48,12 @@ class HubState:
         self.keyring = Keyring(self.sessions, settings, clock)
         self._dispatcher: Dispatcher | None = None
         self.platforms = PlatformDirectory(self.sessions)
+        self.zone = ZoneInfo(settings.timezone)
+        self.calendar = calendar_from_settings(settings)
+        self.sms = gateway_from_settings(settings)
+        request_tasks.configure(self.sms, self.zone)
+        # Background dispatches of citizens' requests, kept so they are not collected.
+        self.background: set[asyncio.Task[None]] = set()
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -81,6 +92,8 @@ class HubState:
         return index
 
     async def aclose(self) -> None:
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
         if self._dispatcher is not None:
             await self._dispatcher.aclose()
             self._dispatcher = None

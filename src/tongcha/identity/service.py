@@ -1,0 +1,215 @@
+"""Verifying a citizen once: details checked against the ledger, then an SMS code.
+
+No oracle: whatever the details, the caller gets the same answer and the same shape of
+verification; a code is sent only when the details match the number's current holder,
+so a wrong name or ID number looks, from outside, exactly like a code that never came.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tongcha.identity.models import CitizenSession, Verification
+from tongcha.kit.digests import Digester
+from tongcha.kit.errors import ApiError, InvalidArgument, NotFound, TooManyRequests
+from tongcha.kit.idcard import validate_id_number
+from tongcha.ledger.models import Tenure
+
+CODE_TTL = timedelta(minutes=5)
+CODE_TRIES = 5
+RESEND_AFTER = timedelta(seconds=60)
+PER_NUMBER_PER_DAY = 10
+PER_CLIENT_PER_DAY = 30
+TOKEN_TTL = timedelta(minutes=15)
+
+
+class WrongCode(InvalidArgument):
+    """A wrong code; ``tries_left`` says how many remain."""
+
+
+class Locked(TooManyRequests):
+    """Too many wrong codes: this verification is spent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    verification: Verification
+    # The code to send, when the details matched; never stored in the clear.
+    code: str | None
+
+
+def _start_of_day(now: datetime, zone: ZoneInfo) -> datetime:
+    return datetime.combine(now.astimezone(zone).date(), time(0), zone)
+
+
+def _current_tenure(session: Session, number: int) -> Tenure | None:
+    return session.scalars(
+        select(Tenure).where(Tenure.number == number, Tenure.ended_on.is_(None)).order_by(Tenure.seq.desc()).limit(1)
+    ).first()
+
+
+def start(
+    session: Session,
+    digester: Digester,
+    *,
+    number: int,
+    name: str | None,
+    id_number: str | None,
+    id_last6: str | None,
+    client: str,
+    now: datetime,
+    zone: ZoneInfo,
+) -> Started:
+    """Open a verification. Bad input is a 400; floods are a 429; a mismatch is silent."""
+    if id_last6 is not None:
+        if name is not None or id_number is not None:
+            raise InvalidArgument("send either name and id_number, or id_last6")
+        if len(id_last6) != 6 or not (id_last6[:5].isdigit() and (id_last6[5].isdigit() or id_last6[5] in "xX")):
+            raise InvalidArgument("id_last6 is the last six characters of the ID number")
+        method = "tail"
+    else:
+        if not name or not name.strip() or id_number is None:
+            raise InvalidArgument("send name and id_number, or id_last6")
+        if len(name) > 100:
+            raise InvalidArgument("name is at most 100 characters")
+        id_number = validate_id_number(id_number, now.date())
+        method = "full"
+    client_digest = digester.client(client)
+    day_start = _start_of_day(now, zone)
+    recent = session.execute(
+        select(func.count(), func.max(Verification.resend_after)).where(
+            Verification.number == number, Verification.created_at >= day_start
+        )
+    ).one()
+    if recent[1] is not None and recent[1] > now:
+        wait = int((recent[1] - now).total_seconds()) + 1
+        raise TooManyRequests(f"a code was asked for this number just now; ask again in {wait} s")
+    if recent[0] >= PER_NUMBER_PER_DAY:
+        raise TooManyRequests("too many verifications for this number today; try again tomorrow")
+    per_client = session.scalar(
+        select(func.count()).where(Verification.client_digest == client_digest, Verification.created_at >= day_start)
+    )
+    if (per_client or 0) >= PER_CLIENT_PER_DAY:
+        raise TooManyRequests("too many verifications from this address today; try again tomorrow")
+
+    tenure = _current_tenure(session, number)
+    holder: str | None = None
+    if tenure is not None:
+        if method == "full":
+            assert id_number is not None and name is not None
+            matched = tenure.kyc_digest == digester.kyc(id_number, name)
+        else:
+            assert id_last6 is not None
+            matched = tenure.tail_digest == digester.tail(number, id_last6.upper())
+        holder = tenure.holder_digest if matched else None
+    public_id = f"v_{secrets.token_urlsafe(18)}"
+    code = f"{secrets.randbelow(1_000_000):06d}" if holder is not None else None
+    verification = Verification(
+        public_id=public_id,
+        number=number,
+        method=method,
+        holder_digest=holder,
+        code_digest=digester.code(public_id, code) if code is not None else None,
+        state="pending",
+        tries_left=CODE_TRIES,
+        client_digest=client_digest,
+        created_at=now,
+        expires_at=now + CODE_TTL,
+        resend_after=now + RESEND_AFTER,
+    )
+    session.add(verification)
+    session.flush()
+    return Started(verification, code)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def redeem(
+    session: Session, digester: Digester, public_id: str, code: str, now: datetime
+) -> tuple[str, int] | ApiError:
+    """Check a code; returns (access token, seconds it lives).
+
+    A wrong code is returned, not raised, with the count of tries already lowered: the
+    caller commits that before refusing, so a retry cannot undo it.
+    """
+    stmt = select(Verification).where(Verification.public_id == public_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    verification = session.scalars(stmt).first()
+    if verification is None:
+        raise NotFound("no such verification")
+    if verification.state == "locked":
+        raise Locked("too many wrong codes; start a new verification")
+    if verification.state == "verified":
+        raise InvalidArgument("this code was used already; start a new verification")
+    if now >= verification.expires_at:
+        raise InvalidArgument("the code has expired; start a new verification")
+    if not (len(code) == 6 and code.isdigit()):
+        raise InvalidArgument("the code is six digits")
+    good = verification.code_digest is not None and secrets.compare_digest(
+        verification.code_digest, digester.code(public_id, code)
+    )
+    if not good:
+        verification.tries_left -= 1
+        if verification.tries_left <= 0:
+            verification.state = "locked"
+            session.flush()
+            return Locked("too many wrong codes; start a new verification")
+        session.flush()
+        return WrongCode(
+            f"wrong code; {verification.tries_left} tries left", details=[{"tries_left": verification.tries_left}]
+        )
+    assert verification.holder_digest is not None
+    verification.state = "verified"
+    verification.verified_at = now
+    token = f"tc_c_{secrets.token_urlsafe(32)}"
+    session.add(
+        CitizenSession(
+            token_hash=_token_hash(token),
+            holder_digest=verification.holder_digest,
+            number=verification.number,
+            created_at=now,
+            expires_at=now + TOKEN_TTL,
+        )
+    )
+    session.flush()
+    return token, int(TOKEN_TTL.total_seconds())
+
+
+def resolve(session: Session, token: str, now: datetime) -> CitizenSession | None:
+    """The live session a token stands for, or None (unknown, expired or revoked)."""
+    found = session.scalars(select(CitizenSession).where(CitizenSession.token_hash == _token_hash(token))).first()
+    if found is None or found.revoked_at is not None or now >= found.expires_at:
+        return None
+    return found
+
+
+def revoke(session: Session, citizen: CitizenSession, now: datetime) -> None:
+    citizen.revoked_at = now
+    session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class HeldNumber:
+    number: int
+    carrier_id: int
+    started_on: date
+    ended_on: date | None
+    end_reason: str | None
+
+
+def numbers_of(session: Session, holder_digest: str) -> list[HeldNumber]:
+    """Every tenure under this holder: numbers held now, and numbers held before."""
+    rows = session.scalars(
+        select(Tenure).where(Tenure.holder_digest == holder_digest).order_by(Tenure.started_on, Tenure.number)
+    ).all()
+    return [HeldNumber(t.number, t.carrier_id, t.started_on, t.ended_on, t.end_reason) for t in rows]

@@ -1,0 +1,1 @@
+"""Messages to citizens: SMS gateways behind one interface, and the texts they carry."""

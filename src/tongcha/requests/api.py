@@ -1,0 +1,198 @@
+"""Routes: a citizen's requests, answered 202 with a due time, followed on their page."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, responses
+from tongcha.kit.phone import parse_mobile
+from tongcha.platforms import fanout
+from tongcha.platforms.dispatch import run_claimed
+from tongcha.requests import service
+from tongcha.requests.models import RequestKind
+from tongcha.requests.service import Ask, Citizen
+from tongcha.web.deps import CitizenCaller, HubDep
+from tongcha.web.state import HubState
+
+router = APIRouter(tags=["citizen"])
+ERRORS = responses(InvalidArgument, Unauthenticated, PermissionDenied, NotFound)
+
+
+class Accepted(BaseModel):
+    request_id: str
+    due_by: datetime
+
+
+class InquiryIn(BaseModel):
+    """Every number held under my ID now, every platform: how many accounts on each."""
+
+
+class DetailIn(BaseModel):
+    number: str
+    platform: str = Field(description="the enterprise's code, e.g. ALIBABA")
+
+
+class UnbindIn(BaseModel):
+    number: str
+    platforms: list[str] | None = Field(default=None, description="codes; every platform if absent")
+
+
+class DisputeIn(BaseModel):
+    number: str
+    platform: str
+    account_ref: str = Field(min_length=1, max_length=200)
+    action: Literal["unbind", "freeze", "cancel"]
+
+
+class HistoryIn(BaseModel):
+    number: str = Field(description="a number I held before")
+
+
+class TaskOut(BaseModel):
+    platform: str
+    platform_name: str
+    number: str | None
+    state: str
+    due_by: datetime | None
+    overdue: bool
+    answer: dict[str, Any] | None
+    error: str | None
+
+
+class RequestOut(BaseModel):
+    request_id: str
+    kind: str
+    state: str
+    created_at: datetime
+    due_by: datetime | None
+    completed_at: datetime | None
+    params: dict[str, Any]
+    pending: list[str]
+    overdue: list[str] = Field(description="platforms past their due time")
+    platforms: list[TaskOut]
+
+
+async def _open(hub: HubState, citizen: Citizen, ask: Ask) -> Accepted:
+    wait_s = hub.settings.fanout_wait_ms / 1000
+    now = hub.clock.now()
+
+    def open_() -> tuple[str, datetime, list[fanout.TaskCall]]:
+        with hub.sessions() as session, session.begin():
+            request, calls = service.open_citizen_request(
+                session,
+                citizen=citizen,
+                ask=ask,
+                callees=list(hub.platforms.callees()),
+                calendar=hub.calendar,
+                zone=hub.zone,
+                now=now,
+                claim_for=timedelta(seconds=wait_s) + fanout.LEASE_MARGIN,
+                give_up_after=timedelta(hours=hub.settings.fanout_give_up_hours),
+            )
+            assert request.due_by is not None
+            return request.public_id, request.due_by, calls
+
+    public_id, due_by, calls = await run_in_threadpool(open_)
+    # The platforms are called right away, after the answer; what is slow or down is
+    # left to the workers when the claim runs out.
+    job = asyncio.create_task(run_claimed(hub.sessions, hub.dispatcher, hub.clock, calls, wait_s))
+    hub.background.add(job)
+    job.add_done_callback(hub.background.discard)
+    return Accepted(request_id=public_id, due_by=due_by)
+
+
+@router.post(
+    "/v1/inquiries", status_code=202, summary="一证通查: accounts on every number under my ID", responses=ERRORS
+)
+async def inquiry(body: InquiryIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
+    return await _open(hub, citizen, Ask(RequestKind.inquiry))
+
+
+@router.post("/v1/details", status_code=202, summary="The accounts (masked) at one enterprise", responses=ERRORS)
+async def detail(body: DetailIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
+    return await _open(hub, citizen, Ask(RequestKind.detail, number=parse_mobile(body.number), platform=body.platform))
+
+
+@router.post(
+    "/v1/unbind-requests",
+    status_code=202,
+    summary="一键解绑: unbind what the previous holder left on my number",
+    responses=ERRORS,
+)
+async def unbind(body: UnbindIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
+    platforms = tuple(body.platforms) if body.platforms is not None else None
+    return await _open(hub, citizen, Ask(RequestKind.unbind, number=parse_mobile(body.number), platforms=platforms))
+
+
+@router.post(
+    "/v1/disputes", status_code=202, summary="An account in my tenure I did not open: act on it", responses=ERRORS
+)
+async def dispute(body: DisputeIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
+    ask = Ask(
+        RequestKind.dispute,
+        number=parse_mobile(body.number),
+        platform=body.platform,
+        account_ref=body.account_ref,
+        action=body.action,
+    )
+    return await _open(hub, citizen, ask)
+
+
+@router.post(
+    "/v1/history-inquiries",
+    status_code=202,
+    summary="Accounts bound to a number I used to hold, within my old tenure",
+    responses=ERRORS,
+)
+async def history(body: HistoryIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
+    return await _open(hub, citizen, Ask(RequestKind.history, number=parse_mobile(body.number)))
+
+
+def _out(progress: fanout.Progress) -> RequestOut:
+    return RequestOut(
+        request_id=progress.request_id,
+        kind=progress.kind,
+        state=progress.state,
+        created_at=progress.created_at,
+        due_by=progress.due_by,
+        completed_at=progress.completed_at,
+        params=progress.params,
+        pending=progress.pending,
+        overdue=[t.platform for t in progress.tasks if t.overdue],
+        platforms=[
+            TaskOut(
+                platform=t.platform,
+                platform_name=t.platform_name,
+                number=t.number,
+                state=t.state,
+                due_by=t.due_by,
+                overdue=t.overdue,
+                answer=t.answer,
+                error=t.error_code,
+            )
+            for t in progress.tasks
+        ],
+    )
+
+
+@router.get("/v1/requests", summary="My requests, newest first", responses=responses(Unauthenticated))
+def my_requests(citizen: CitizenCaller, hub: HubDep) -> list[RequestOut]:
+    with hub.sessions() as session:
+        return [_out(fanout.progress(session, r)) for r in service.requests_of(session, citizen.holder_digest)]
+
+
+@router.get(
+    "/v1/requests/{request_id}",
+    summary="One of my requests: state, due time, each platform's progress and result",
+    responses=responses(Unauthenticated, NotFound),
+)
+def my_request(request_id: str, citizen: CitizenCaller, hub: HubDep) -> RequestOut:
+    with hub.sessions() as session:
+        request = service.request_of(session, citizen.holder_digest, request_id)
+        return _out(fanout.progress(session, request))

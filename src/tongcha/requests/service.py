@@ -1,0 +1,214 @@
+"""A citizen's requests: which platform calls each kind makes, about which tenure, by when.
+
+The rules that protect people live here:
+- a citizen acts only on numbers they hold now (history: numbers they held before);
+- an unbind sends ``bound_before`` = the start of the current holder's tenure (local
+  midnight of its first day: the tenure in force at the end of a day owns that day), so
+  a binding made at or after it, the current holder's own, is never touched;
+- history asks only about [start, end) of the citizen's own old tenure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied
+from tongcha.kit.phone import e164
+from tongcha.kit.workdays import WorkCalendar
+from tongcha.ledger.models import Tenure
+from tongcha.platforms import fanout
+from tongcha.platforms.fanout import Callee, Target, TaskCall
+from tongcha.platforms.models import PlatformTask
+from tongcha.requests.models import Request, RequestKind
+from tongcha.sdk.protocol import Operation
+
+DEFAULT_SLA_DAYS = {
+    RequestKind.inquiry: 2,
+    RequestKind.detail: 2,
+    RequestKind.unbind: 5,
+    RequestKind.dispute: 5,
+    RequestKind.history: 2,
+}
+OPERATIONS = {
+    RequestKind.inquiry: Operation.bindings_count,
+    RequestKind.detail: Operation.bindings_list,
+    RequestKind.unbind: Operation.bindings_unbind,
+    RequestKind.dispute: Operation.account_action,
+    RequestKind.history: Operation.bindings_count,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Citizen:
+    holder_digest: str
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What the citizen asked for; which fields matter depends on the kind."""
+
+    kind: RequestKind
+    number: int | None = None
+    platform: str | None = None
+    platforms: tuple[str, ...] | None = None
+    account_ref: str | None = None
+    action: str | None = None
+
+
+def day_start(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), zone)
+
+
+def held_now(session: Session, holder: str) -> list[Tenure]:
+    return list(
+        session.scalars(
+            select(Tenure)
+            .where(Tenure.holder_digest == holder, Tenure.ended_on.is_(None))
+            .order_by(Tenure.started_on, Tenure.number)
+        )
+    )
+
+
+def _tenure_held_now(session: Session, holder: str, number: int) -> Tenure:
+    current = session.scalars(
+        select(Tenure).where(Tenure.number == number, Tenure.ended_on.is_(None)).order_by(Tenure.seq.desc()).limit(1)
+    ).first()
+    if current is None or current.holder_digest != holder:
+        raise PermissionDenied("you can act only on numbers you hold now")
+    return current
+
+
+def _former_tenure(session: Session, holder: str, number: int) -> Tenure:
+    former = session.scalars(
+        select(Tenure)
+        .where(Tenure.number == number, Tenure.holder_digest == holder, Tenure.ended_on.is_not(None))
+        .order_by(Tenure.seq.desc())
+        .limit(1)
+    ).first()
+    if former is None:
+        raise PermissionDenied("history is for numbers you held before")
+    return former
+
+
+def unbind_cutoff(started_on: date, zone: ZoneInfo) -> datetime:
+    """``bound_before`` for an unbind of the previous holder's bindings: the start of the
+    day the current tenure began. Everything bound at or after it is the holder's own."""
+    return day_start(started_on, zone)
+
+
+def _pick(callees: list[Callee], codes: tuple[str, ...] | None) -> list[Callee]:
+    if codes is None:
+        return callees
+    known = {c.code: c for c in callees}
+    missing = [code for code in codes if code not in known]
+    if missing:
+        raise NotFound(f"no platform {missing[0]!r} takes requests")
+    return [known[code] for code in dict.fromkeys(codes)]
+
+
+def open_citizen_request(
+    session: Session,
+    *,
+    citizen: Citizen,
+    ask: Ask,
+    callees: list[Callee],
+    calendar: WorkCalendar,
+    zone: ZoneInfo,
+    now: datetime,
+    claim_for: timedelta | None,
+    give_up_after: timedelta,
+) -> tuple[Request, list[TaskCall]]:
+    """Check the citizen may ask this, then store the request and its platform tasks."""
+    holder = citizen.holder_digest
+    bodies: list[tuple[Callee, dict[str, Any]]] = []
+    params: dict[str, Any] = {}
+    if ask.kind is RequestKind.inquiry:
+        tenures = held_now(session, holder)
+        if not tenures:
+            raise PermissionDenied("no number is held under your ID now")
+        params["numbers"] = [e164(t.number) for t in tenures]
+        for tenure in tenures:
+            since = day_start(tenure.started_on, zone).isoformat()
+            bodies += [(c, {"number": e164(tenure.number), "bound_from": since}) for c in callees]
+    elif ask.kind is RequestKind.history:
+        assert ask.number is not None
+        former = _former_tenure(session, holder, ask.number)
+        assert former.ended_on is not None
+        span = {
+            "number": e164(former.number),
+            "bound_from": day_start(former.started_on, zone).isoformat(),
+            "bound_until": day_start(former.ended_on, zone).isoformat(),
+        }
+        params.update(span)
+        bodies = [(c, dict(span)) for c in callees]
+    else:
+        assert ask.number is not None
+        current = _tenure_held_now(session, holder, ask.number)
+        number = e164(current.number)
+        start = day_start(current.started_on, zone).isoformat()
+        if ask.kind is RequestKind.detail:
+            assert ask.platform is not None
+            chosen = _pick(callees, (ask.platform,))
+            params.update(number=number, platform=ask.platform, bound_from=start)
+            bodies = [(c, {"number": number, "bound_from": start}) for c in chosen]
+        elif ask.kind is RequestKind.unbind:
+            chosen = _pick(callees, ask.platforms)
+            cutoff = unbind_cutoff(current.started_on, zone).isoformat()
+            params.update(number=number, bound_before=cutoff, platforms=[c.code for c in chosen])
+            bodies = [(c, {"number": number, "bound_before": cutoff}) for c in chosen]
+        elif ask.kind is RequestKind.dispute:
+            assert ask.platform is not None and ask.account_ref is not None and ask.action is not None
+            chosen = _pick(callees, (ask.platform,))
+            params.update(number=number, platform=ask.platform, account_ref=ask.account_ref, action=ask.action)
+            body = {"number": number, "account_ref": ask.account_ref, "action": ask.action}
+            bodies = [(c, dict(body)) for c in chosen]
+        else:
+            raise InvalidArgument(f"unknown request kind {ask.kind}")
+    if not bodies:
+        raise NotFound("no platform takes requests yet")
+
+    def due(callee: Callee) -> datetime:
+        days = callee.sla_overrides.get(ask.kind.value, DEFAULT_SLA_DAYS[ask.kind])
+        return calendar.due_by(now, int(days), zone)
+
+    targets = [Target(c, body, due(c)) for c, body in bodies]
+    return fanout.open_request(
+        session,
+        kind=ask.kind,
+        params=params,
+        operation=OPERATIONS[ask.kind],
+        targets=targets,
+        now=now,
+        give_up_after=give_up_after,
+        claim_for=claim_for,
+        holder_digest=holder,
+        due_by=max(t.due_by for t in targets if t.due_by is not None),
+        notify_number=citizen.number,
+    )
+
+
+def request_of(session: Session, holder: str, public_id: str) -> Request:
+    """A request of this holder's; another holder's is as unknown as a missing one."""
+    request = session.scalars(
+        select(Request).where(Request.public_id == public_id, Request.holder_digest == holder)
+    ).first()
+    if request is None:
+        raise NotFound("no such request")
+    return request
+
+
+def requests_of(session: Session, holder: str, limit: int = 100) -> list[Request]:
+    return list(
+        session.scalars(select(Request).where(Request.holder_digest == holder).order_by(Request.id.desc()).limit(limit))
+    )
+
+
+def tasks_of(session: Session, request: Request) -> list[PlatformTask]:
+    return list(session.scalars(select(PlatformTask).where(PlatformTask.request_id == request.id)))

@@ -1,0 +1,83 @@
+"""Durable follow-up of requests: the result SMS, sent by the workers after completion."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongcha.kit import jobs
+from tongcha.kit.clock import Clock
+from tongcha.kit.phone import e164
+from tongcha.kit.settings import get_settings
+from tongcha.notify import templates
+from tongcha.notify.sms import SmsGateway, gateway_from_settings
+from tongcha.platforms.fanout import NOTIFY_JOB
+from tongcha.platforms.models import Platform, PlatformApp, PlatformTask
+from tongcha.requests.models import Request, RequestKind
+
+_gateway: SmsGateway | None = None
+_zone: ZoneInfo | None = None
+
+
+def configure(gateway: SmsGateway, zone: ZoneInfo) -> None:
+    """Choose where result messages go (the app and the worker call this at start)."""
+    global _gateway, _zone
+    _gateway, _zone = gateway, zone
+
+
+def _sms() -> tuple[SmsGateway, ZoneInfo]:
+    global _gateway, _zone
+    if _gateway is None or _zone is None:
+        settings = get_settings()
+        _gateway, _zone = gateway_from_settings(settings), ZoneInfo(settings.timezone)
+    return _gateway, _zone
+
+
+def _app_names(session: Session) -> dict[tuple[int, str], str]:
+    """(platform id, app code as counts name it) → the name people know it by."""
+    names: dict[tuple[int, str], str] = {}
+    for platform in session.scalars(select(Platform)):
+        # A unified enterprise counts under its own code.
+        names[(platform.id, platform.code)] = platform.name_zh or platform.name
+    for app in session.scalars(select(PlatformApp)):
+        names[(app.platform_id, app.code)] = app.name_zh
+    return names
+
+
+def inquiry_messages(session: Session, request: Request, zone: ZoneInfo) -> list[str]:
+    """One 一证通查 2.0 message per number, from what the platforms answered."""
+    names = _app_names(session)
+    per_number: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    tasks = session.scalars(
+        select(PlatformTask).where(PlatformTask.request_id == request.id).order_by(PlatformTask.id)
+    ).all()
+    for task in tasks:
+        if task.answer is None:
+            continue
+        for item in task.answer.get("counts", []):
+            label = names.get((task.platform_id, item["app"]), item["app"])
+            per_number[task.body["number"]].append((label, int(item["count"])))
+    as_of = (request.completed_at or request.created_at).astimezone(zone).date()
+    return [
+        templates.inquiry_result(as_of=as_of, tail4=number[-4:], counts=counts)
+        for number, counts in sorted(per_number.items())
+    ]
+
+
+@jobs.register(NOTIFY_JOB)
+def send_result(session: Session, payload: dict[str, Any], clock: Clock) -> None:
+    request = session.get(Request, int(payload["request_id"]))
+    if request is None or request.notify_number is None:
+        return
+    gateway, zone = _sms()
+    to = e164(request.notify_number)
+    if request.kind == RequestKind.inquiry.value:
+        texts = inquiry_messages(session, request, zone)
+    else:
+        texts = [templates.request_done(kind=request.kind, request_id=request.public_id, url=None)]
+    for text in texts:
+        gateway.send(to, text)

@@ -1,0 +1,344 @@
+"""A citizen verifies once and sees, unbinds, disputes and looks back, end to end: the hub
+(the real app) calls simulated platforms (real servers on loopback, our SDK)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import bearer
+from tests.factories import ALICE, BOB, ev
+from tongcha.kit import jobs
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.keys import Keyring
+from tongcha.kit.settings import Settings
+from tongcha.platforms import service as platforms
+from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
+from tongcha.sim.accounts import SimAccount, tenures_from_events
+from tongcha.sim.platforms import PlatformFleet, SimPlatform, enterprise
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+N = "+8613800000001"  # Alice 2015-03-01 .. 2020-06-01, then Bob from 2020-10-15
+M = "+8613800000002"  # Alice since 2018-04-04
+EVENTS = [
+    ev("activated", N, "2015-03-01", ALICE),
+    ev("cancelled", N, "2020-06-01"),
+    ev("activated", N, "2020-10-15", BOB),
+    ev("activated", M, "2018-04-04", ALICE),
+]
+
+
+def at(day: str, hour: int = 12) -> datetime:
+    return datetime.fromisoformat(f"{day}T{hour:02d}:00:00").replace(tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(env="dev", database_url=db_url, index_refresh_seconds=0.0, fanout_wait_ms=500)
+
+
+@pytest.fixture
+def hub(client: TestClient, parties: dict[str, str]) -> Any:
+    r = client.post("/carrier/v1/events", json=EVENTS, headers=bearer(parties["CMCC"]))
+    assert r.status_code == 200 and r.json()["accepted"] == len(EVENTS), r.text
+    return client.app.state.hub  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def jd(hub: Any, sessions: sessionmaker[Session], clock: FixedClock) -> Iterator[SimPlatform]:
+    """JD, simulated, holding three accounts on N: one Alice left behind, two of Bob's
+    (one bound on the very day his tenure began)."""
+    with PlatformFleet(hub_url="http://127.0.0.1:9", hub_keys=_hub_keys(hub), tenures=tenures_from_events([])) as f:
+        sim = f.add(enterprise("JD"))
+        for ref, owner, bound in (
+            ("a1", "王*", at("2016-01-01")),
+            ("b1", "李*", at("2021-05-05")),
+            ("b2", "李*", at("2020-10-15", 9)),
+        ):
+            sim.accounts.add(SimAccount(ref, "jd", owner, owner, N, bound.astimezone(UTC), at("2026-01-01")))
+        with sessions() as session, session.begin():
+            change = platforms.PlatformUpdate(base_url=sim.base_url, timeout_ms=2000)
+            registered = platforms.update(session, "JD", change)
+            platforms.add_app(session, registered, platforms.AppSpec("jd", "京东", "JD"))
+            platforms.add_key(session, "JD", sim.public_jwk, clock.now())
+        hub.platforms.forget()
+        yield sim
+
+
+def _hub_keys(hub: Any) -> Any:
+    from tongcha.sdk import protocol
+
+    return protocol.key_set(hub.keyring.jwks())
+
+
+def verify(client: TestClient, hub: Any, person: dict[str, str], phone: str) -> dict[str, str]:
+    r = client.post("/v1/verifications", json={"phone": phone, **person})
+    assert r.status_code == 202, r.text
+    code = last_code(hub, phone)
+    r = client.post(f"/v1/verifications/{r.json()['verification_id']}/code", json={"code": code})
+    assert r.status_code == 200, r.text
+    return bearer(r.json()["access_token"])
+
+
+def last_code(hub: Any, phone: str) -> str:
+    deadline = time.monotonic() + 5
+    while not hub.sms.inbox(phone):
+        assert time.monotonic() < deadline, "no SMS arrived"
+        time.sleep(0.02)
+    text: str = hub.sms.inbox(phone)[-1].text
+    found = re.search(r"(?<!\d)\d{6}(?!\d)", text)
+    assert found is not None, text
+    return found.group(0)
+
+
+def settle(client: TestClient, token: dict[str, str], request_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        body: dict[str, Any] = client.get(f"/v1/requests/{request_id}", headers=token).json()
+        if body["state"] == "completed" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)
+
+
+def work(sessions: sessionmaker[Session], settings: Settings, clock: FixedClock) -> None:
+    async def go() -> None:
+        dispatcher = Dispatcher(Keyring(sessions, settings, clock), clock)
+        try:
+            await FanoutWorker(sessions, dispatcher, clock).run_once()
+        finally:
+            await dispatcher.aclose()
+
+    asyncio.run(go())
+    jobs.run_due(sessions, clock)
+
+
+# ----- verification ------------------------------------------------------------------
+
+
+def test_matching_details_get_a_code_and_the_code_a_token(client: TestClient, hub: Any) -> None:
+    token = verify(client, hub, BOB, N)
+    numbers = client.get("/v1/me/numbers", headers=token).json()
+    assert numbers == [
+        {"number": "+86138****0001", "carrier": "CMCC", "started_on": "2020-10-15", "ended_on": None, "current": True}
+    ]
+
+
+def test_last_six_digits_verify_too(client: TestClient, hub: Any) -> None:
+    r = client.post("/v1/verifications", json={"phone": M, "id_last6": ALICE["id_number"][-6:]})
+    assert r.status_code == 202
+    code = last_code(hub, M)
+    r = client.post(f"/v1/verifications/{r.json()['verification_id']}/code", json={"code": code})
+    assert r.status_code == 200
+    numbers = client.get("/v1/me/numbers", headers=bearer(r.json()["access_token"])).json()
+    # Alice sees the number she holds and the one she gave up, with its tenure
+    assert sorted((n["number"], n["current"]) for n in numbers) == [("+86138****0001", False), ("+86138****0002", True)]
+
+
+def test_wrong_details_answer_the_same_and_no_code_is_sent(client: TestClient, hub: Any) -> None:
+    """No oracle: Alice's details on Bob's number look exactly like a match from outside."""
+    good = client.post("/v1/verifications", json={"phone": N, **BOB})
+    last_code(hub, N)
+    sent = len(hub.sms.inbox(N))
+    hub.clock.advance(timedelta(minutes=2))
+    bad = client.post("/v1/verifications", json={"phone": N, **ALICE})
+    assert bad.status_code == good.status_code == 202
+    assert set(bad.json()) == set(good.json())
+    time.sleep(0.3)
+    assert len(hub.sms.inbox(N)) == sent
+    # and no code opens it
+    r = client.post(f"/v1/verifications/{bad.json()['verification_id']}/code", json={"code": "000000"})
+    assert r.status_code == 400
+    assert r.json()["error"]["details"] == [{"tries_left": 4}]
+
+
+def test_wrong_codes_count_down_and_then_lock(client: TestClient, hub: Any) -> None:
+    r = client.post("/v1/verifications", json={"phone": N, **BOB})
+    vid = r.json()["verification_id"]
+    good = last_code(hub, N)
+    wrong = "111111" if good != "111111" else "222222"
+    left = []
+    for _ in range(4):
+        r = client.post(f"/v1/verifications/{vid}/code", json={"code": wrong})
+        assert r.status_code == 400
+        left.append(r.json()["error"]["details"][0]["tries_left"])
+    assert left == [4, 3, 2, 1]
+    r = client.post(f"/v1/verifications/{vid}/code", json={"code": wrong})
+    assert r.status_code == 429
+    # locked: even the right code no longer works
+    r = client.post(f"/v1/verifications/{vid}/code", json={"code": good})
+    assert r.status_code == 429
+
+
+def test_an_expired_code_is_refused(client: TestClient, hub: Any, clock: FixedClock) -> None:
+    r = client.post("/v1/verifications", json={"phone": N, **BOB})
+    code = last_code(hub, N)
+    clock.advance(timedelta(minutes=6))
+    r = client.post(f"/v1/verifications/{r.json()['verification_id']}/code", json={"code": code})
+    assert r.status_code == 400
+    assert "expired" in r.json()["error"]["message"]
+
+
+def test_floods_of_verifications_are_429(client: TestClient, hub: Any, clock: FixedClock) -> None:
+    assert client.post("/v1/verifications", json={"phone": N, **BOB}).status_code == 202
+    again = client.post("/v1/verifications", json={"phone": N, **BOB})
+    assert again.status_code == 429  # before resend_after
+    statuses = []
+    for _ in range(12):
+        clock.advance(timedelta(seconds=61))
+        statuses.append(client.post("/v1/verifications", json={"phone": N, **BOB}).status_code)
+    assert statuses.count(202) == 9  # ten a day per number, the first included
+    assert statuses[-1] == 429
+
+
+def test_bad_verification_input_is_a_400_and_never_echoes_the_id(client: TestClient, hub: Any) -> None:
+    bad_id = BOB["id_number"][:-1] + ("0" if BOB["id_number"][-1] != "0" else "1")
+    for body in (
+        {"phone": N, "name": BOB["name"], "id_number": bad_id},
+        {"phone": N, "name": BOB["name"]},
+        {"phone": N, "id_last6": "12"},
+        {"phone": "12345", **BOB},
+    ):
+        r = client.post("/v1/verifications", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert bad_id not in r.text and BOB["name"] not in r.text
+
+
+def test_tampered_expired_and_revoked_tokens_are_refused(client: TestClient, hub: Any, clock: FixedClock) -> None:
+    token = verify(client, hub, BOB, N)
+    assert client.get("/v1/me/numbers", headers=token).status_code == 200
+    tampered = {"Authorization": token["Authorization"][:-2] + "xx"}
+    assert client.get("/v1/me/numbers", headers=tampered).status_code == 401
+    assert client.delete("/v1/me/session", headers=token).status_code == 204
+    assert client.get("/v1/me/numbers", headers=token).status_code == 401
+    clock.advance(timedelta(minutes=2))
+    other = verify(client, hub, BOB, N)
+    clock.advance(timedelta(minutes=16))
+    assert client.get("/v1/me/numbers", headers=other).status_code == 401
+
+
+# ----- requests ------------------------------------------------------------------------
+
+
+def test_inquiry_counts_only_my_tenure_and_the_result_comes_by_sms(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
+    token = verify(client, hub, BOB, N)
+    r = client.post("/v1/inquiries", json={}, headers=token)
+    assert r.status_code == 202, r.text
+    done = settle(client, token, r.json()["request_id"])
+    assert done["state"] == "completed"
+    [task] = done["platforms"]
+    # b1 and b2 (bound on his first day) are Bob's; Alice's a1 is not counted
+    assert task["answer"] == {"counts": [{"app": "jd", "count": 2}]}
+    work(sessions, settings, clock)  # the worker sends the result SMS
+    assert hub.sms.inbox(N)[-1].text == "截至11月23日，您名下尾号为0001的电话卡所注册的互联网账号如下：京东账号2个。"
+
+
+def test_unbind_removes_only_what_the_previous_holder_left(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+    token = verify(client, hub, BOB, N)
+    r = client.post("/v1/unbind-requests", json={"number": N}, headers=token)
+    assert r.status_code == 202
+    done = settle(client, token, r.json()["request_id"])
+    assert done["platforms"][0]["answer"] == {"unbound": ["a1"], "kept": 2}
+    assert done["params"]["bound_before"] == "2020-10-15T00:00:00+08:00"
+    # Alice's account still exists, without the number; Bob's are untouched
+    assert jd.accounts.accounts["a1"].number is None
+    assert jd.accounts.accounts["a1"].status == "active"
+    assert jd.accounts.accounts["b1"].number == N
+    assert jd.accounts.accounts["b2"].number == N
+
+
+def test_detail_lists_my_accounts_masked_and_dispute_freezes_one(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+    token = verify(client, hub, BOB, N)
+    r = client.post("/v1/details", json={"number": N, "platform": "JD"}, headers=token)
+    detail = settle(client, token, r.json()["request_id"])
+    accounts = detail["platforms"][0]["answer"]["accounts"]
+    assert sorted(a["account_ref"] for a in accounts) == ["b1", "b2"]
+    assert all(a["display_name_masked"].endswith("*") for a in accounts)
+    r = client.post(
+        "/v1/disputes", json={"number": N, "platform": "JD", "account_ref": "b1", "action": "freeze"}, headers=token
+    )
+    dispute = settle(client, token, r.json()["request_id"])
+    assert dispute["platforms"][0]["answer"] == {"outcome": "done", "reason": None}
+    assert jd.accounts.accounts["b1"].status == "frozen"
+
+
+def test_history_looks_only_inside_my_old_tenure(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+    token = verify(client, hub, ALICE, M)
+    r = client.post("/v1/history-inquiries", json={"number": N}, headers=token)
+    assert r.status_code == 202, r.text
+    done = settle(client, token, r.json()["request_id"])
+    assert done["params"]["bound_until"] == "2020-06-01T00:00:00+08:00"
+    assert done["platforms"][0]["answer"] == {"counts": [{"app": "jd", "count": 1}]}
+
+
+def test_a_citizen_acts_only_on_numbers_they_hold(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+    bob = verify(client, hub, BOB, N)
+    for path, body in (
+        ("/v1/unbind-requests", {"number": M}),
+        ("/v1/details", {"number": M, "platform": "JD"}),
+        ("/v1/history-inquiries", {"number": M}),
+        ("/v1/history-inquiries", {"number": N}),  # he holds N now; he never held it before
+    ):
+        r = client.post(path, json=body, headers=bob)
+        assert r.status_code == 403, (path, body, r.text)
+        assert r.json()["error"]["code"] == "PERMISSION_DENIED"
+
+
+def test_one_holders_token_never_reads_anothers_requests(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+    bob = verify(client, hub, BOB, N)
+    alice = verify(client, hub, ALICE, M)
+    r = client.post("/v1/inquiries", json={}, headers=bob)
+    request_id = r.json()["request_id"]
+    assert client.get(f"/v1/requests/{request_id}", headers=alice).status_code == 404
+    assert [x["request_id"] for x in client.get("/v1/requests", headers=alice).json()] == []
+    assert [x["request_id"] for x in client.get("/v1/requests", headers=bob).json()] == [request_id]
+
+
+def test_due_dates_are_working_days_across_a_holiday(
+    client: TestClient, hub: Any, jd: SimPlatform, clock: FixedClock
+) -> None:
+    token = verify(client, hub, BOB, N)
+    clock.set(at("2025-09-30", 10).astimezone(UTC))  # the day before the National Day week
+    r = client.post("/v1/unbind-requests", json={"number": N}, headers=token)
+    assert r.status_code == 202, r.text
+    due = datetime.fromisoformat(r.json()["due_by"]).astimezone(SHANGHAI)
+    # five working days: Oct 1-8 are holidays, Sat Oct 11 is a working day
+    assert due.date() == date(2025, 10, 14)
+    assert due.hour == 23
+
+
+def test_a_platform_that_misses_its_due_time_is_marked_overdue(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
+    jd.knobs.error_rate = 1.0
+    token = verify(client, hub, BOB, N)
+    r = client.post("/v1/inquiries", json={}, headers=token)
+    request_id = r.json()["request_id"]
+    time.sleep(1.0)  # the first call fails (503) and is left to the workers
+    clock.advance(timedelta(days=5))
+    work(sessions, settings, clock)
+    fresh = verify(client, hub, BOB, N)
+    body = client.get(f"/v1/requests/{request_id}", headers=fresh).json()
+    assert body["state"] == "open"
+    assert body["overdue"] == ["JD"]
+    assert body["platforms"][0]["overdue"] is True
