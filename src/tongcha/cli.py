@@ -87,6 +87,7 @@ def serve(
 @app.command()
 def worker(once: Annotated[bool, typer.Option(help="run what is due, then stop")] = False) -> None:
     """Run durable jobs (platform calls, retries, notifications) as they come due."""
+    import tongcha.requests.tasks  # noqa: F401 - registers the result-SMS job
     from tongcha.kit import jobs
     from tongcha.kit.correlator import configure_logging
     from tongcha.kit.db import make_engine, make_sessionmaker

@@ -16,7 +16,7 @@ from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tongcha.kit import credentials
+from tongcha.kit import credentials, jobs
 from tongcha.kit.clock import SystemClock
 from tongcha.kit.db import make_engine, make_sessionmaker
 from tongcha.kit.keys import Keyring
@@ -174,6 +174,8 @@ def _connect(session: Session, fleet: PlatformFleet, now: datetime) -> str:
 
 
 def _run_worker(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """What `tongcha worker` does: platform calls on a loop, other jobs (SMS) beside it."""
     clock = SystemClock()
+    threading.Thread(target=jobs.work_forever, args=(sessions, clock), daemon=True).start()
     dispatcher = Dispatcher(Keyring(sessions, settings, clock), clock)
     asyncio.run(FanoutWorker(sessions, dispatcher, clock).work_forever())
