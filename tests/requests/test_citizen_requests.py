@@ -160,6 +160,15 @@ def test_wrong_details_answer_the_same_and_no_code_is_sent(client: TestClient, h
     assert r.json()["error"]["details"] == [{"tries_left": 4}]
 
 
+def test_a_used_code_cannot_be_replayed(client: TestClient, hub: Any) -> None:
+    r = client.post("/v1/verifications", json={"phone": N, **BOB})
+    vid, code = r.json()["verification_id"], last_code(hub, N)
+    assert client.post(f"/v1/verifications/{vid}/code", json={"code": code}).status_code == 200
+    again = client.post(f"/v1/verifications/{vid}/code", json={"code": code})
+    assert again.status_code == 400
+    assert "used already" in again.json()["error"]["message"]
+
+
 def test_wrong_codes_count_down_and_then_lock(client: TestClient, hub: Any) -> None:
     r = client.post("/v1/verifications", json={"phone": N, **BOB})
     vid = r.json()["verification_id"]
@@ -342,3 +351,32 @@ def test_a_platform_that_misses_its_due_time_is_marked_overdue(
     assert body["state"] == "open"
     assert body["overdue"] == ["JD"]
     assert body["platforms"][0]["overdue"] is True
+
+
+def test_a_unified_enterprise_is_one_count_that_names_its_apps(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
+    with PlatformFleet(hub_url="http://127.0.0.1:9", hub_keys=_hub_keys(hub), tenures=tenures_from_events([])) as f:
+        baidu = f.add(enterprise("BAIDU"))
+        baidu.accounts.add(
+            SimAccount("d1", "BAIDU", "李*", "李*", N, at("2022-02-02").astimezone(UTC), at("2026-01-01"))
+        )
+        with sessions() as session, session.begin():
+            platforms.seed(session, clock.now())
+            platforms.update(session, "BAIDU", platforms.PlatformUpdate(base_url=baidu.base_url))
+            platforms.add_key(session, "BAIDU", baidu.public_jwk, clock.now())
+        hub.platforms.forget()
+        token = verify(client, hub, BOB, N)
+        r = client.post("/v1/inquiries", json={}, headers=token)
+        done = settle(client, token, r.json()["request_id"])
+        by_platform = {t["platform"]: t["answer"] for t in done["platforms"]}
+        assert by_platform["BAIDU"] == {"counts": [{"app": "BAIDU", "count": 1}]}
+        work(sessions, settings, clock)
+    assert hub.sms.inbox(N)[-1].text == (
+        "截至11月23日，您名下尾号为0001的电话卡所注册的互联网账号如下：百度（百度网盘、百度贴吧）账号1个、京东账号2个。"
+    )

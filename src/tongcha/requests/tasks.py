@@ -40,11 +40,15 @@ def _sms() -> tuple[SmsGateway, ZoneInfo]:
 def _app_names(session: Session) -> dict[tuple[int, str], str]:
     """(platform id, app code as counts name it) → the name people know it by."""
     names: dict[tuple[int, str], str] = {}
-    for platform in session.scalars(select(Platform)):
-        # A unified enterprise counts under its own code.
-        names[(platform.id, platform.code)] = platform.name_zh or platform.name
-    for app in session.scalars(select(PlatformApp)):
+    apps: dict[int, list[str]] = defaultdict(list)
+    for app in session.scalars(select(PlatformApp).order_by(PlatformApp.id)):
         names[(app.platform_id, app.code)] = app.name_zh
+        apps[app.platform_id].append(app.name_zh)
+    for platform in session.scalars(select(Platform)):
+        # A unified enterprise counts once, under its own code, for all its apps.
+        label = platform.name_zh or platform.name
+        listed = apps.get(platform.id, [])
+        names[(platform.id, platform.code)] = f"{label}（{'、'.join(listed)}）" if listed else label
     return names
 
 
