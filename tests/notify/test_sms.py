@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -256,24 +257,31 @@ def test_console_inbox_forgets_the_longest_quiet_number_beyond_its_bound() -> No
 
 
 def test_console_inbox_loses_nothing_when_threads_send_at_once() -> None:
-    store = ConsoleInbox(per_number=10_000)
-    gateway = ConsoleGateway(FixedClock(AT), store=store)
-    numbers = [fresh_number() for _ in range(20)]
-    start = threading.Barrier(8)
+    # Eight threads meet at a barrier, then all send to the same new number: each round
+    # they race to open its box (without the lock, one opening replaces another's box).
+    # The shortest switch interval makes the interleaving likely.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    gateway = ConsoleGateway(FixedClock(AT), store=ConsoleInbox())
+    numbers = [fresh_number() for _ in range(1000)]
+    together = threading.Barrier(8)
     ids: list[str] = []
 
     def send_all(worker: int) -> None:
-        start.wait()
-        for number in numbers:  # every worker opens every box at about the same moment
+        for number in numbers:
+            together.wait()
             ids.append(gateway.send(number, f"from {worker}"))
 
     threads = [threading.Thread(target=send_all, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(set(ids)) == 8 * 20
-    assert all(len(gateway.inbox(number)) == 8 for number in numbers)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert len(set(ids)) == 8 * len(numbers)
+    assert [len(gateway.inbox(number)) for number in numbers] == [8] * len(numbers)
 
 
 def test_the_module_inbox_shows_what_any_console_gateway_in_the_process_sent() -> None:

@@ -100,6 +100,9 @@ class HubState:
         self.close()
 
     def close(self) -> None:
+        closer = getattr(self.sms, "close", None)
+        if callable(closer):  # an HTTP gateway holds a connection pool
+            closer()
         if self._checklog is not None:
             self._checklog.close()
             self._checklog = None
