@@ -257,7 +257,14 @@ def test_inquiry_counts_only_my_tenure_and_the_result_comes_by_sms(
     assert hub.sms.inbox(N)[-1].text == "截至11月23日，您名下尾号为0001的电话卡所注册的互联网账号如下：京东账号2个。"
 
 
-def test_unbind_removes_only_what_the_previous_holder_left(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+def test_unbind_removes_only_what_the_previous_holder_left(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
     token = verify(client, hub, BOB, N)
     r = client.post("/v1/unbind-requests", json={"number": N}, headers=token)
     assert r.status_code == 202
@@ -269,9 +276,18 @@ def test_unbind_removes_only_what_the_previous_holder_left(client: TestClient, h
     assert jd.accounts.accounts["a1"].status == "active"
     assert jd.accounts.accounts["b1"].number == N
     assert jd.accounts.accounts["b2"].number == N
+    work(sessions, settings, clock)
+    assert r.json()["request_id"] in hub.sms.inbox(N)[-1].text
 
 
-def test_detail_lists_my_accounts_masked_and_dispute_freezes_one(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+def test_detail_lists_my_accounts_masked_and_dispute_freezes_one(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
     token = verify(client, hub, BOB, N)
     r = client.post("/v1/details", json={"number": N, "platform": "JD"}, headers=token)
     detail = settle(client, token, r.json()["request_id"])
@@ -284,15 +300,28 @@ def test_detail_lists_my_accounts_masked_and_dispute_freezes_one(client: TestCli
     dispute = settle(client, token, r.json()["request_id"])
     assert dispute["platforms"][0]["answer"] == {"outcome": "done", "reason": None}
     assert jd.accounts.accounts["b1"].status == "frozen"
+    work(sessions, settings, clock)  # one result SMS per request
+    texts = [m.text for m in hub.sms.inbox(N)]
+    assert any(detail["request_id"] in t for t in texts)
+    assert dispute["request_id"] in texts[-1]
 
 
-def test_history_looks_only_inside_my_old_tenure(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+def test_history_looks_only_inside_my_old_tenure(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
     token = verify(client, hub, ALICE, M)
     r = client.post("/v1/history-inquiries", json={"number": N}, headers=token)
     assert r.status_code == 202, r.text
     done = settle(client, token, r.json()["request_id"])
     assert done["params"]["bound_until"] == "2020-06-01T00:00:00+08:00"
     assert done["platforms"][0]["answer"] == {"counts": [{"app": "jd", "count": 1}]}
+    work(sessions, settings, clock)  # the result goes to the phone Alice verified with
+    assert done["request_id"] in hub.sms.inbox(M)[-1].text
 
 
 def test_a_citizen_acts_only_on_numbers_they_hold(client: TestClient, hub: Any, jd: SimPlatform) -> None:
@@ -318,16 +347,26 @@ def test_one_holders_token_never_reads_anothers_requests(client: TestClient, hub
     assert [x["request_id"] for x in client.get("/v1/requests", headers=bob).json()] == [request_id]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "due_on"),
+    [
+        # five working days: Oct 1-8 are holidays, Saturday Oct 11 is a working day
+        ("/v1/unbind-requests", {"number": N}, date(2025, 10, 14)),
+        ("/v1/disputes", {"number": N, "platform": "JD", "account_ref": "b1", "action": "freeze"}, date(2025, 10, 14)),
+        # two working days
+        ("/v1/inquiries", {}, date(2025, 10, 10)),
+        ("/v1/details", {"number": N, "platform": "JD"}, date(2025, 10, 10)),
+    ],
+)
 def test_due_dates_are_working_days_across_a_holiday(
-    client: TestClient, hub: Any, jd: SimPlatform, clock: FixedClock
+    path: str, body: dict[str, Any], due_on: date, client: TestClient, hub: Any, jd: SimPlatform, clock: FixedClock
 ) -> None:
     token = verify(client, hub, BOB, N)
     clock.set(at("2025-09-30", 10).astimezone(UTC))  # the day before the National Day week
-    r = client.post("/v1/unbind-requests", json={"number": N}, headers=token)
+    r = client.post(path, json=body, headers=token)
     assert r.status_code == 202, r.text
     due = datetime.fromisoformat(r.json()["due_by"]).astimezone(SHANGHAI)
-    # five working days: Oct 1-8 are holidays, Sat Oct 11 is a working day
-    assert due.date() == date(2025, 10, 14)
+    assert due.date() == due_on
     assert due.hour == 23
 
 
