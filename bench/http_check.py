@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--workers", type=int, default=1, help="hub processes (tongcha serve --workers)")
+    ap.add_argument("--no-fast-path", action="store_true", help="answer through the FastAPI route only")
     ap.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--secret", help=argparse.SUPPRESS)
     ap.add_argument("--numbers-file", help=argparse.SUPPRESS)
@@ -161,6 +162,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tongcha_bench_http_"))
     url = fresh_db("http") if args.pg else f"sqlite:///{tmp}/hub.db"
     env = {**os.environ, "TONGCHA_DATABASE_URL": url, "TONGCHA_ENV": "dev"}
+    if args.no_fast_path:
+        env["TONGCHA_CHECK_FAST_PATH"] = "false"
     server = None
     try:
         _run([TONGCHA, "db", "upgrade"], env)

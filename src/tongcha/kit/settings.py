@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # How often an API process pulls ledger changes into its in-memory index.
     index_refresh_seconds: float = 1.0
     check_log_flush_ms: float = 2.0
+    # Answer well-formed single checks below FastAPI's routing (ledger/fastpath.py).
+    check_fast_path: bool = True
     log_level: str = "INFO"
     # Fan-out: how long a request waits for quick platforms before leaving the rest to
     # the workers, and how long the workers keep retrying a platform before giving up.

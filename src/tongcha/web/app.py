@@ -14,6 +14,7 @@ from tongcha.kit.correlator import CorrelatorMiddleware
 from tongcha.kit.db import make_engine
 from tongcha.kit.settings import Settings, get_settings
 from tongcha.ledger.api import router as ledger_router
+from tongcha.ledger.fastpath import FastCheck
 from tongcha.platforms.api import operator as operator_router
 from tongcha.platforms.api import router as platforms_router
 from tongcha.requests.api import router as requests_router
@@ -42,6 +43,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
     )
     app.state.hub = state
     errors.install(app)
+    if settings.check_fast_path:
+        # Inside the correlator, so the fast answers carry x-correlator too.
+        app.add_middleware(FastCheck, state=state)
     app.add_middleware(CorrelatorMiddleware)
     app.include_router(ledger_router)
     app.include_router(platforms_router)

@@ -1,0 +1,66 @@
+"""The single check's fast path answers exactly as the documented route does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import bearer
+from tests.ledger.test_checks_api import OTHER, N, check_rows, get_check, history  # noqa: F401 - a fixture
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.settings import Settings
+from tongcha.web.app import create_app
+
+ASKS = [
+    (N, "2019-01-01"),
+    (N, "2022-01-01"),
+    (N, "2017-01-01"),
+    (OTHER, "2020-01-01"),
+    ("13800138000", "2021-08-15"),
+    ("+8615000150008", "2020-01-01"),
+    ("+86138001380", "2020-01-01"),  # not a mobile number: 400
+    (N, "2020-02-30"),  # not a date: 400
+    (N, "2099-01-01"),  # in the future: 400
+]
+
+
+@pytest.fixture
+def slow_client(settings: Settings, clock: FixedClock, engine: Engine, parties: dict[str, str]) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"check_fast_path": False}), clock, engine)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.mark.usefixtures("history")
+def test_fast_and_routed_checks_give_the_same_answers_and_log_the_same_rows(
+    client: TestClient,
+    slow_client: TestClient,
+    parties: dict[str, str],
+    sessions: sessionmaker[Session],
+) -> None:
+    fast = [get_check(client, parties["JD"], n, s) for n, s in ASKS]
+    fast_rows = check_rows(sessions)
+    routed = [get_check(slow_client, parties["JD"], n, s) for n, s in ASKS]
+    routed_rows = check_rows(sessions)[len(fast_rows) :]
+    assert [(r.status_code, r.json()) for r in fast] == [(r.status_code, r.json()) for r in routed]
+    assert fast_rows == routed_rows
+    assert len(fast_rows) == 6  # the three bad asks are not logged
+    assert all(r.headers["content-type"] == "application/json" for r in fast if r.status_code == 200)
+
+
+@pytest.mark.usefixtures("history")
+def test_fast_path_leaves_auth_failures_to_the_route(client: TestClient, parties: dict[str, str]) -> None:
+    assert get_check(client, parties["CMCC"], N, "2019-01-01").status_code == 401  # a carrier's credential
+    r = client.get(f"/platform/v1/reassignments/{N}", params={"since": "2019-01-01"})
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "UNAUTHENTICATED"
+    r = client.get(
+        f"/platform/v1/reassignments/{N}",
+        params={"since": "2019-01-01"},
+        headers={**bearer(parties["JD"]), "x-correlator": "fast-1"},
+    )
+    assert r.headers["x-correlator"] == "fast-1"
