@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import uvicorn
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tongcha.kit import credentials, jobs
 from tongcha.kit.clock import SystemClock
 from tongcha.kit.db import make_engine, make_sessionmaker
+from tongcha.kit.digests import Digester
 from tongcha.kit.keys import Keyring
 from tongcha.kit.migrate import upgrade
 from tongcha.kit.settings import Settings
@@ -29,6 +32,7 @@ from tongcha.platforms.catalogue import ENTERPRISES
 from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
 from tongcha.platforms.models import Platform
 from tongcha.sdk import protocol
+from tongcha.sim.accounts import Tenure as SimTenure
 from tongcha.sim.carriers import feed
 from tongcha.sim.ledger import SynthConfig
 from tongcha.sim.platforms import Knobs, PlatformFleet
@@ -38,6 +42,13 @@ CARRIERS = {"CMCC": "China Mobile 中国移动", "CUCC": "China Unicom 中国联
 
 
 def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Console) -> None:
+    with socket.socket() as listener:
+        try:
+            listener.bind((host, port))
+        except OSError:
+            # Otherwise the wait below would find the other server and report success.
+            console.print(f"[red]{host}:{port} is in use (another demo?); stop it or pass --port[/red]")
+            raise SystemExit(1) from None
     url = f"sqlite:///{database.resolve()}"
     settings = Settings(env="dev", database_url=url)
     upgrade(url)
@@ -103,6 +114,22 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
             f"  curl -X POST -H 'Authorization: Bearer {operator}' -H 'content-type: application/json' "
             f"{base}/operator/v1/probes -d '{probe}'"
         )
+    people = _citizens(fleet, sessions, settings)
+    if people:
+        console.print(
+            f"\n[bold]Walk through it as a citizen:[/bold] open {base}/me (the phone on the right shows the SMS)"
+        )
+        console.print("  Two synthetic people made up by the simulator, nobody real:")
+        console.print(
+            f"  1. {people.previous.holder_name}, ID number {people.previous.holder_id}, held {people.number} "
+            f"until {people.ended_on}. Verify with {people.previous_now}, the number they hold now, then ask "
+            f"for the history of {people.number} (type it in full): what is still bound from their time."
+        )
+        console.print(
+            f"  2. {people.holder.holder_name}, ID number {people.holder.holder_id}, holds {people.number} "
+            f"since {people.started_on}. Verify with it, then: my numbers, the inquiry, a detail and a "
+            "dispute, and unbind what the previous holder left."
+        )
     console.print("Press Ctrl+C to stop.")
     try:
         while thread.is_alive():
@@ -146,6 +173,62 @@ def _examples(sessions) -> tuple[tuple[str, str] | None, tuple[str, str] | None,
         (f"+86{stable[0]}", stable[1].isoformat()) if stable else None,
         earlier.isoformat() if earlier else "2010-01-01",
     )
+
+
+class _Citizens(NamedTuple):
+    number: str
+    holder: SimTenure
+    started_on: date
+    previous: SimTenure
+    ended_on: date
+    previous_now: str
+
+
+def _citizens(fleet: PlatformFleet, sessions: sessionmaker[Session], settings: Settings) -> _Citizens | None:
+    """Two people for the citizen pages: the holder of a re-issued number, and its
+    previous holder, who verifies with a number they hold now. A number with a binding
+    the previous holder left behind is preferred, so the unbind has something to do;
+    each pick is checked against the ledger, which may come from an earlier run."""
+    holds_now = {h[-1].holder_id: n for n, h in fleet.tenures.items() if h and h[-1].ended_at is None}
+    digester = Digester.from_settings(settings)
+    found: _Citizens | None = None
+    with sessions() as session:
+        for number, history in fleet.tenures.items():
+            if len(history) < 2 or history[-1].ended_at is not None:
+                continue
+            holder, previous = history[-1], history[-2]
+            previous_now = holds_now.get(previous.holder_id)
+            if previous.holder_id == holder.holder_id or previous_now is None:
+                continue
+            rows = {
+                n: session.scalars(
+                    select(Tenure).where(Tenure.number == int(n[3:])).order_by(Tenure.seq.desc()).limit(2)
+                ).all()
+                for n in (number, previous_now)
+            }
+            here, there = rows[number], rows[previous_now]
+            if not (
+                len(here) == 2
+                and here[0].ended_on is None
+                and here[0].kyc_digest == digester.kyc(holder.holder_id, holder.holder_name)
+                and here[1].ended_on is not None
+                and here[1].kyc_digest == digester.kyc(previous.holder_id, previous.holder_name)
+                and there
+                and there[0].ended_on is None
+                and there[0].kyc_digest == digester.kyc(previous.holder_id, previous.holder_name)
+            ):
+                continue
+            assert here[1].ended_on is not None
+            pick = _Citizens(number, holder, here[0].started_on, previous, here[1].ended_on, previous_now)
+            found = found or pick
+            left_behind = any(
+                account.bound_at < holder.started_at
+                for sim in fleet.platforms.values()
+                for account in sim.accounts.bound_to(number)
+            )
+            if left_behind:
+                return pick
+    return found
 
 
 # A little of real life: some platforms are slow, some answer later, one fails now and then.

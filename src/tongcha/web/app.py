@@ -18,7 +18,7 @@ from tongcha.ledger.fastpath import FastCheck
 from tongcha.platforms.api import operator as operator_router
 from tongcha.platforms.api import router as platforms_router
 from tongcha.requests.api import router as requests_router
-from tongcha.web import errors
+from tongcha.web import devinbox, errors
 from tongcha.web.pages import router as pages_router
 from tongcha.web.state import HubState
 
@@ -53,4 +53,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
     app.include_router(identity_router)
     app.include_router(requests_router)
     app.include_router(pages_router)
+    if devinbox.inbox_enabled(state):
+        app.include_router(devinbox.router)
     return app

@@ -1,4 +1,4 @@
-"""Server-rendered pages: the hub's front page for now."""
+"""Server-rendered pages: the hub's front page, and the citizen's pages beside it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from tongcha.ledger.models import Carrier, LedgerNumber, ReassignmentCheck, Tenure
+from tongcha.web import citizen
 from tongcha.web.deps import HubDep, SessionDep
 
 router = APIRouter(include_in_schema=False)
+router.include_router(citizen.router)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:56rem;margin:2rem auto;padding:0 1rem;color:#1d2330}
@@ -39,6 +41,8 @@ def home(session: SessionDep, state: HubDep) -> str:
 <style>{_STYLE}</style></head><body>
 <h1>Tongcha 通查</h1>
 <p class="muted">An open clearing-house for phone-number account bindings.</p>
+<p><a href="/me" data-testid="citizen-link">我的号码与账号 My numbers and accounts →</a>
+<span class="muted">verify with your phone, see which apps hold accounts on your numbers, unbind what a previous holder left.</span></p>
 <h2>The number ledger</h2>
 <p><span data-testid="numbers">{numbers:,}</span> numbers, {tenures:,} tenures, {checks:,} reassignment checks answered.</p>
 <table><thead><tr><th>carrier</th><th>name</th><th>numbers served</th></tr></thead><tbody>{rows}</tbody></table>

@@ -1,0 +1,278 @@
+"""A citizen walks the pages in a real browser (Debian's Chromium, driven by Playwright):
+the hub is a real server on loopback, JD a simulated platform with known accounts, and
+the codes and results arrive on the on-screen phone."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import bearer
+from tests.factories import ALICE, BOB, ev
+from tests.web.test_browser import CHROMIUM
+from tongcha.kit import jobs
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.settings import Settings
+from tongcha.platforms import service as platforms
+from tongcha.sdk import protocol
+from tongcha.sim.accounts import SimAccount, tenures_from_events
+from tongcha.sim.platforms import PlatformFleet, SimPlatform, enterprise
+from tongcha.web.app import create_app
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+N = "+8613800000001"  # Alice 2015-03-01 .. 2020-06-01, then Bob from 2020-10-15
+M = "+8613800000002"  # Alice since 2018-04-04
+EVENTS = [
+    ev("activated", N, "2015-03-01", ALICE),
+    ev("cancelled", N, "2020-06-01"),
+    ev("activated", N, "2020-10-15", BOB),
+    ev("activated", M, "2018-04-04", ALICE),
+]
+
+
+def at(day: str, hour: int = 12) -> datetime:
+    return datetime.fromisoformat(f"{day}T{hour:02d}:00:00").replace(tzinfo=SHANGHAI)
+
+
+@dataclass
+class LiveHub:
+    url: str
+    state: Any  # the app's HubState
+    carrier: str  # CMCC's credential
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(env="dev", database_url=db_url, index_refresh_seconds=0.0, fanout_wait_ms=500)
+
+
+@pytest.fixture
+def hub(settings: Settings, clock: FixedClock, engine: Engine, parties: dict[str, str]) -> Iterator[LiveHub]:
+    """The real app on a free port, with the ledger of N and M loaded by its carrier."""
+    app = create_app(settings, clock, engine)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "hub did not start"
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    r = httpx.post(f"{url}/carrier/v1/events", json=EVENTS, headers=bearer(parties["CMCC"]))
+    assert r.status_code == 200 and r.json()["accepted"] == len(EVENTS), r.text
+    yield LiveHub(url, app.state.hub, parties["CMCC"])
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def jd(hub: LiveHub, sessions: sessionmaker[Session], clock: FixedClock) -> Iterator[SimPlatform]:
+    """JD, simulated, with three accounts on N: one Alice left behind, two of Bob's."""
+    keys = protocol.key_set(hub.state.keyring.jwks())
+    with PlatformFleet(hub_url=hub.url, hub_keys=keys, tenures=tenures_from_events([])) as fleet:
+        sim = fleet.add(enterprise("JD"))
+        for ref, owner, bound in (
+            ("a1", "王*", at("2016-01-01")),
+            ("b1", "李*", at("2021-05-05")),
+            ("b2", "李*", at("2020-10-15", 9)),
+        ):
+            sim.accounts.add(SimAccount(ref, "jd", owner, owner, N, bound.astimezone(UTC), at("2026-01-01")))
+        with sessions() as session, session.begin():
+            registered = platforms.update(session, "JD", platforms.PlatformUpdate(base_url=sim.base_url))
+            platforms.add_app(session, registered, platforms.AppSpec("jd", "京东", "JD"))
+            platforms.add_key(session, "JD", sim.public_jwk, clock.now())
+        hub.state.platforms.forget()
+        yield sim
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A tab that fails the test on a script error or a refused load (the CSP)."""
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+
+    def logged(message: ConsoleMessage) -> None:
+        # A refused API call logs "Failed to load resource"; the page explains those.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            errors.append(message.text)
+
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", logged)
+    yield page
+    page.close()
+    assert errors == []
+
+
+def code_from_the_phone(page: Page, before: int) -> str:
+    """Wait for a message newer than the ``before`` the phone panel showed; read its code."""
+    messages = page.get_by_test_id("inbox-message")
+    expect(messages).to_have_count(before + 1)
+    text = messages.first.locator("p").inner_text()
+    found = re.search(r"(?<!\d)\d{6}(?!\d)", text)
+    assert found is not None, text
+    return found.group(0)
+
+
+def open_request(page: Page, button: str) -> None:
+    page.get_by_test_id(button).first.click()
+    page.wait_for_url(re.compile(r"/me/requests/r_"))
+    expect(page.get_by_test_id("request-state")).to_have_attribute("data-state", "completed")
+
+
+def stored(page: Page) -> str:
+    return str(page.evaluate("() => JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage)])"))
+
+
+def test_the_current_holder_verifies_asks_and_unbinds_what_the_previous_holder_left(
+    hub: LiveHub, jd: SimPlatform, page: Page, sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    page.goto(hub.url + "/")
+    page.get_by_test_id("citizen-link").click()
+    page.wait_for_url(hub.url + "/me")
+
+    # details, then the code from the on-screen phone (a wrong one first)
+    before = len(hub.state.sms.inbox(N))
+    page.get_by_test_id("verify-phone").fill(N)
+    page.get_by_test_id("verify-name").fill(BOB["name"])
+    page.get_by_test_id("verify-id").fill(BOB["id_number"])
+    page.get_by_test_id("verify-submit").click()
+    expect(page.get_by_test_id("code-form")).to_be_visible()
+    code = code_from_the_phone(page, before)
+    # the details are gone from the form as soon as they were sent
+    assert page.get_by_test_id("verify-name").input_value() == ""
+    assert page.get_by_test_id("verify-id").input_value() == ""
+    wrong = "000000" if code != "000000" else "111111"
+    page.get_by_test_id("code-input").fill(wrong)
+    page.get_by_test_id("code-submit").click()
+    expect(page.get_by_test_id("message")).to_contain_text("Wrong code: 4 tries left")
+    page.get_by_test_id("code-input").fill(code)
+    page.get_by_test_id("code-submit").click()
+    page.wait_for_url(hub.url + "/me/numbers")
+
+    # my numbers: the one I hold, masked
+    rows = page.get_by_test_id("number-row")
+    expect(rows).to_have_count(1)
+    expect(rows.get_by_test_id("number")).to_have_text("+86138****0001")
+    expect(rows.get_by_test_id("number-current")).to_be_visible()
+
+    # inquiry: counted from the start of my tenure, so Alice's a1 is not mine
+    open_request(page, "inquiry-button")
+    count = page.get_by_test_id("result-count")
+    expect(count).to_have_attribute("data-app", "jd")
+    expect(count).to_have_attribute("data-count", "2")
+    expect(count).to_contain_text("京东")
+    expect(page.get_by_test_id("request-due")).to_contain_text("北京时间")
+    # the result SMS goes out from the worker, and the phone shows it
+    assert jobs.run_due(sessions, clock) >= 1
+    expect(page.get_by_test_id("inbox-message").first).to_contain_text("京东账号2个")
+
+    # detail at JD, then a dispute: freeze one of the accounts listed
+    page.get_by_test_id("nav-numbers").click()
+    page.get_by_test_id("detail-platform").select_option("JD")
+    open_request(page, "detail-button")
+    accounts = page.get_by_test_id("account-row")
+    expect(accounts).to_have_count(2)
+    b1 = page.locator("[data-testid=account-row][data-account-ref=b1]")
+    expect(b1.get_by_test_id("account-name")).to_have_text("李*")
+    b1.get_by_test_id("dispute-action").select_option("freeze")
+    open_request(page, "dispute-button")
+    expect(page.get_by_test_id("result-outcome")).to_have_attribute("data-outcome", "done")
+    assert jd.accounts.accounts["b1"].status == "frozen"
+
+    # unbind: what the previous holder left goes, mine stay
+    page.get_by_test_id("nav-numbers").click()
+    open_request(page, "unbind-button")
+    expect(page.get_by_test_id("result-unbound")).to_have_text("a1")
+    expect(page.get_by_test_id("result-kept")).to_have_text("2")
+    assert jd.accounts.accounts["a1"].number is None
+
+    # every request is listed, newest first
+    page.get_by_test_id("nav-requests").click()
+    expect(page.get_by_test_id("request-row")).to_have_count(4)
+    expect(page.get_by_test_id("request-row").first).to_contain_text("一键解绑")
+
+    # nothing personal was kept in the browser or shown in an address
+    kept = stored(page)
+    assert BOB["name"] not in kept and BOB["id_number"] not in kept
+    assert json.loads(kept)[1] == []  # localStorage untouched
+
+    page.get_by_test_id("signout").click()
+    page.wait_for_url(hub.url + "/me")
+    assert "tongcha.token" not in stored(page)
+    page.goto(hub.url + "/me/numbers")
+    expect(page.get_by_test_id("message")).to_contain_text("Verify who you are first")
+
+
+def test_the_previous_holder_verifies_with_six_digits_and_looks_back_at_a_former_number(
+    hub: LiveHub, jd: SimPlatform, page: Page
+) -> None:
+    page.goto(hub.url + "/me")
+    before = len(hub.state.sms.inbox(M))
+    page.get_by_test_id("verify-phone").fill(M[3:])  # eleven digits do too
+    page.get_by_test_id("verify-mode-tail").check()
+    page.get_by_test_id("verify-last6").fill(ALICE["id_number"][-6:])
+    page.get_by_test_id("verify-submit").click()
+    page.get_by_test_id("code-input").fill(code_from_the_phone(page, before))
+    page.get_by_test_id("code-submit").click()
+    page.wait_for_url(hub.url + "/me/numbers")
+
+    former = page.locator("[data-testid=number-row][data-current=false]")
+    expect(former.get_by_test_id("number")).to_have_text("+86138****0001")
+    expect(page.locator("[data-testid=number-row][data-current=true]")).to_have_count(1)
+    # the former number is masked: she types it whole, and it must fit the mask
+    former.get_by_test_id("number-full").fill("+8613800000009")
+    former.get_by_test_id("history-button").click()
+    expect(page.get_by_test_id("message")).to_contain_text("Type the whole number +86138****0001")
+    former.get_by_test_id("number-full").fill(N)
+    open_request(page, "history-button")
+    # only what was bound inside her old tenure: a1
+    expect(page.get_by_test_id("result-count")).to_have_attribute("data-count", "1")
+
+
+def test_acting_on_a_number_one_does_not_hold_shows_why(hub: LiveHub, jd: SimPlatform, page: Page) -> None:
+    page.goto(hub.url + "/me")
+    before = len(hub.state.sms.inbox(N))
+    page.get_by_test_id("verify-phone").fill(N)
+    page.get_by_test_id("verify-name").fill(BOB["name"])
+    page.get_by_test_id("verify-id").fill(BOB["id_number"])
+    page.get_by_test_id("verify-submit").click()
+    page.get_by_test_id("code-input").fill(code_from_the_phone(page, before))
+    page.get_by_test_id("code-submit").click()
+    page.wait_for_url(hub.url + "/me/numbers")
+    expect(page.get_by_test_id("number-row")).to_have_count(1)
+    # the ledger moves on while the page is open: the number is cancelled
+    r = httpx.post(f"{hub.url}/carrier/v1/events", json=[ev("cancelled", N, "2026-11-20")], headers=bearer(hub.carrier))
+    assert r.status_code == 200, r.text
+    page.get_by_test_id("unbind-button").click()
+    expect(page.get_by_test_id("message")).to_contain_text("You can act only on numbers you hold")
+    assert page.url == hub.url + "/me/numbers"
