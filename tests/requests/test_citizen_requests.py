@@ -347,22 +347,39 @@ def test_one_holders_token_never_reads_anothers_requests(client: TestClient, hub
     assert [x["request_id"] for x in client.get("/v1/requests", headers=bob).json()] == [request_id]
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "due_on"),
-    [
-        # five working days: Oct 1-8 are holidays, Saturday Oct 11 is a working day
-        ("/v1/unbind-requests", {"number": N}, date(2025, 10, 14)),
-        ("/v1/disputes", {"number": N, "platform": "JD", "account_ref": "b1", "action": "freeze"}, date(2025, 10, 14)),
-        # two working days
-        ("/v1/inquiries", {}, date(2025, 10, 10)),
-        ("/v1/details", {"number": N, "platform": "JD"}, date(2025, 10, 10)),
-    ],
-)
+# Every kind of request: who asks, through which phone, and when it falls due if made
+# on 2025-09-30, the day before the National Day week (Oct 1-8 are holidays and
+# Saturday Oct 11 is a working day).
+KINDS = [
+    pytest.param(BOB, N, "/v1/inquiries", {}, date(2025, 10, 10), id="inquiry"),
+    pytest.param(BOB, N, "/v1/details", {"number": N, "platform": "JD"}, date(2025, 10, 10), id="detail"),
+    pytest.param(BOB, N, "/v1/unbind-requests", {"number": N}, date(2025, 10, 14), id="unbind"),
+    pytest.param(
+        BOB,
+        N,
+        "/v1/disputes",
+        {"number": N, "platform": "JD", "account_ref": "b1", "action": "freeze"},
+        date(2025, 10, 14),
+        id="dispute",
+    ),
+    pytest.param(ALICE, M, "/v1/history-inquiries", {"number": N}, date(2025, 10, 10), id="history"),
+]
+
+
+@pytest.mark.parametrize(("person", "phone", "path", "body", "due_on"), KINDS)
 def test_due_dates_are_working_days_across_a_holiday(
-    path: str, body: dict[str, Any], due_on: date, client: TestClient, hub: Any, jd: SimPlatform, clock: FixedClock
+    person: dict[str, str],
+    phone: str,
+    path: str,
+    body: dict[str, Any],
+    due_on: date,
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    clock: FixedClock,
 ) -> None:
-    token = verify(client, hub, BOB, N)
-    clock.set(at("2025-09-30", 10).astimezone(UTC))  # the day before the National Day week
+    token = verify(client, hub, person, phone)
+    clock.set(at("2025-09-30", 10).astimezone(UTC))
     r = client.post(path, json=body, headers=token)
     assert r.status_code == 202, r.text
     due = datetime.fromisoformat(r.json()["due_by"]).astimezone(SHANGHAI)
@@ -370,7 +387,13 @@ def test_due_dates_are_working_days_across_a_holiday(
     assert due.hour == 23
 
 
+@pytest.mark.parametrize(("person", "phone", "path", "body", "due_on"), KINDS)
 def test_a_platform_that_misses_its_due_time_is_marked_overdue(
+    person: dict[str, str],
+    phone: str,
+    path: str,
+    body: dict[str, Any],
+    due_on: date,
     client: TestClient,
     hub: Any,
     jd: SimPlatform,
@@ -379,13 +402,15 @@ def test_a_platform_that_misses_its_due_time_is_marked_overdue(
     clock: FixedClock,
 ) -> None:
     jd.knobs.error_rate = 1.0
-    token = verify(client, hub, BOB, N)
-    r = client.post("/v1/inquiries", json={}, headers=token)
+    token = verify(client, hub, person, phone)
+    r = client.post(path, json=body, headers=token)
     request_id = r.json()["request_id"]
     time.sleep(1.0)  # the first call fails (503) and is left to the workers
-    clock.advance(timedelta(days=5))
+    work(sessions, settings, clock)  # not due yet: retried, not overdue
+    assert client.get(f"/v1/requests/{request_id}", headers=token).json()["overdue"] == []
+    clock.advance(timedelta(days=14))
     work(sessions, settings, clock)
-    fresh = verify(client, hub, BOB, N)
+    fresh = verify(client, hub, person, phone)
     body = client.get(f"/v1/requests/{request_id}", headers=fresh).json()
     assert body["state"] == "open"
     assert body["overdue"] == ["JD"]
