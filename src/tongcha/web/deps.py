@@ -131,9 +131,9 @@ async def operator_caller(request: Request) -> Caller:
     return _caller(request, PartyKind.operator)
 
 
-async def citizen_caller(request: Request) -> Citizen:
+def citizen_caller(request: Request) -> Citizen:
     """The holder a citizen's bearer token stands for; expired, revoked or made-up
-    tokens are refused alike."""
+    tokens are refused alike. Synchronous, so FastAPI runs its query off the event loop."""
     state = hub(request)
     token = _bearer(request)
     with state.sessions() as session:
