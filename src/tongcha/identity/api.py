@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from tongcha.identity import service
+from tongcha.identity.schemas import CodeIn, NumberOut, TokenOut, VerificationIn, VerificationOut
 from tongcha.kit.errors import ApiError, InvalidArgument, NotFound, TooManyRequests, Unauthenticated, responses
 from tongcha.kit.phone import e164, parse_mobile
 from tongcha.ledger.models import Carrier
@@ -19,36 +18,6 @@ from tongcha.web.deps import CitizenCaller, HubDep, SessionDep
 
 router = APIRouter(tags=["citizen"])
 log = logging.getLogger("tongcha.identity")
-
-
-class VerificationIn(BaseModel):
-    phone: str = Field(description="E.164, or 11 digits")
-    name: str | None = Field(default=None, max_length=100)
-    id_number: str | None = Field(default=None, max_length=32)
-    id_last6: str | None = Field(default=None, max_length=6)
-
-
-class VerificationOut(BaseModel):
-    verification_id: str
-    expires_at: datetime
-    resend_after: datetime
-
-
-class CodeIn(BaseModel):
-    code: str = Field(max_length=12)
-
-
-class TokenOut(BaseModel):
-    access_token: str
-    expires_in: int
-
-
-class NumberOut(BaseModel):
-    number: str = Field(description="masked: +86138****8000")
-    carrier: str
-    started_on: date
-    ended_on: date | None
-    current: bool
 
 
 def mask(number: int) -> str:

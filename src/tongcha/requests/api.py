@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
 from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, responses
 from tongcha.kit.phone import parse_mobile
@@ -16,66 +14,13 @@ from tongcha.platforms import fanout
 from tongcha.platforms.dispatch import run_claimed
 from tongcha.requests import service
 from tongcha.requests.models import RequestKind
+from tongcha.requests.schemas import Accepted, DetailIn, DisputeIn, HistoryIn, InquiryIn, RequestOut, TaskOut, UnbindIn
 from tongcha.requests.service import Ask, Citizen
 from tongcha.web.deps import CitizenCaller, HubDep
 from tongcha.web.state import HubState
 
 router = APIRouter(tags=["citizen"])
 ERRORS = responses(InvalidArgument, Unauthenticated, PermissionDenied, NotFound)
-
-
-class Accepted(BaseModel):
-    request_id: str
-    due_by: datetime
-
-
-class InquiryIn(BaseModel):
-    """Every number held under my ID now, every platform: how many accounts on each."""
-
-
-class DetailIn(BaseModel):
-    number: str
-    platform: str = Field(description="the enterprise's code, e.g. ALIBABA")
-
-
-class UnbindIn(BaseModel):
-    number: str
-    platforms: list[str] | None = Field(default=None, description="codes; every platform if absent")
-
-
-class DisputeIn(BaseModel):
-    number: str
-    platform: str
-    account_ref: str = Field(min_length=1, max_length=200)
-    action: Literal["unbind", "freeze", "cancel"]
-
-
-class HistoryIn(BaseModel):
-    number: str = Field(description="a number I held before")
-
-
-class TaskOut(BaseModel):
-    platform: str
-    platform_name: str
-    number: str | None
-    state: str
-    due_by: datetime | None
-    overdue: bool
-    answer: dict[str, Any] | None
-    error: str | None
-
-
-class RequestOut(BaseModel):
-    request_id: str
-    kind: str
-    state: str
-    created_at: datetime
-    due_by: datetime | None
-    completed_at: datetime | None
-    params: dict[str, Any]
-    pending: list[str]
-    overdue: list[str] = Field(description="platforms past their due time")
-    platforms: list[TaskOut]
 
 
 async def _open(hub: HubState, citizen: Citizen, ask: Ask) -> Accepted:

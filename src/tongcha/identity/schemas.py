@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field
+
+
+class VerificationIn(BaseModel):
+    phone: str = Field(description="E.164, or 11 digits")
+    name: str | None = Field(default=None, max_length=100)
+    id_number: str | None = Field(default=None, max_length=32)
+    id_last6: str | None = Field(default=None, max_length=6)
+
+
+class VerificationOut(BaseModel):
+    verification_id: str
+    expires_at: datetime
+    resend_after: datetime
+
+
+class CodeIn(BaseModel):
+    code: str = Field(max_length=12)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    expires_in: int
+
+
+class NumberOut(BaseModel):
+    number: str = Field(description="masked: +86138****8000")
+    carrier: str
+    started_on: date
+    ended_on: date | None
+    current: bool
