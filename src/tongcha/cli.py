@@ -366,6 +366,8 @@ async def _probe(settings: Settings, number: str, only: list[str] | None, since:
 
     if operation not in ("count", "list"):
         raise InvalidArgument("--operation is count or list")
+    if operation == "list" and (only is None or len(only) != 1):
+        raise InvalidArgument("a list probe names exactly one --platform")
     try:
         day = date.fromisoformat(since)
     except ValueError:

@@ -315,3 +315,17 @@ def test_the_circuit_opens_after_repeated_failures_and_spares_the_platform(
         return kinds
 
     assert asyncio.run(go()) == ["http_503", "http_503", "http_503", "circuit_open", "circuit_open"]
+
+
+def test_a_list_probe_must_name_one_platform(hub: Hub, fleet: PlatformFleet) -> None:
+    jd = fleet.add(enterprise("JD"))
+    hub.register(jd)
+    number = a_number_with_accounts(jd)
+    r = httpx.post(
+        f"{hub.url}/operator/v1/probes", json={"number": number, "operation": "list"}, headers=hub.operator, timeout=30
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    listed = hub.probe(number, operation="list", platforms=["JD"])
+    accounts = listed["tasks"][0]["answer"]["accounts"]
+    assert sorted(a["account_ref"] for a in accounts) == sorted(a.account_ref for a in jd.accounts.bound_to(number))

@@ -184,6 +184,10 @@ def retire_hub_keys(_: OperatorCaller, session: SessionDep, hub: HubDep) -> HubK
 )
 async def probe(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOut:
     number = e164(parse_mobile(body.number))
+    if body.operation == "list" and (body.platforms is None or len(body.platforms) != 1):
+        # Listing accounts is a diagnostic for one platform's integration, not a way for
+        # the operator to read every enterprise's accounts on a number.
+        raise InvalidArgument("a list probe names exactly one platform")
     zone = ZoneInfo(hub.settings.timezone)
     bound_from = datetime.combine(body.bound_from, time(0), zone).isoformat()
     progress = await fan_out(
