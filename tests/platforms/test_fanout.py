@@ -4,6 +4,7 @@ loopback, built on our SDK) and keeps every task until it is answered or given u
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -329,3 +330,56 @@ def test_a_list_probe_must_name_one_platform(hub: Hub, fleet: PlatformFleet) -> 
     listed = hub.probe(number, operation="list", platforms=["JD"])
     accounts = listed["tasks"][0]["answer"]["accounts"]
     assert sorted(a["account_ref"] for a in accounts) == sorted(a.account_ref for a in jd.accounts.bound_to(number))
+
+
+def test_several_workers_share_the_due_tasks_without_calling_one_twice(
+    hub: Hub, fleet: PlatformFleet, sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    jd = fleet.add(enterprise("JD"), Knobs(latency_ms=(5, 30)))
+    meituan = fleet.add(enterprise("MEITUAN"), Knobs(latency_ms=(5, 30)))
+    hub.register(jd)
+    hub.register(meituan)
+    with sessions() as session, session.begin():
+        for i in range(30):
+            fanout.open_request(
+                session,
+                kind=RequestKind.probe,
+                params={},
+                operation=Operation.bindings_count,
+                targets=fanout.each(
+                    [service.get(session, "JD"), service.get(session, "MEITUAN")],
+                    {"number": f"+861380000{i:04d}", "bound_from": "2000-01-01T00:00:00+08:00"},
+                ),
+                now=clock.now(),
+                give_up_after=timedelta(days=2),
+            )
+
+    called: list[str] = []
+
+    class Counting(Dispatcher):
+        async def call(self, call: fanout.TaskCall, *, timeout_s: float | None = None) -> fanout.Outcome:
+            called.append(call.task_id)
+            return await super().call(call, timeout_s=timeout_s)
+
+    def one_worker() -> None:
+        async def go() -> None:
+            dispatcher = Counting(Keyring(sessions, hub.settings, clock), clock)
+            worker = FanoutWorker(sessions, dispatcher, clock, max_in_flight=7)
+            try:
+                await worker.run_until_idle()
+            finally:
+                await dispatcher.aclose()
+
+        asyncio.run(go())
+
+    threads = [threading.Thread(target=one_worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with sessions() as session:
+        rows = session.execute(select(PlatformTask.state, PlatformTask.attempts)).all()
+    assert len(rows) == 60
+    assert set(rows) == {("done", 1)}
+    # no task was called by two workers
+    assert len(called) == len(set(called)) == 60
