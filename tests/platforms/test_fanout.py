@@ -383,3 +383,19 @@ def test_several_workers_share_the_due_tasks_without_calling_one_twice(
     assert set(rows) == {("done", 1)}
     # no task was called by two workers
     assert len(called) == len(set(called)) == 60
+
+
+def test_a_flapping_platform_is_answered_between_its_outages(hub: Hub, fleet: PlatformFleet) -> None:
+    jd = fleet.add(enterprise("JD"), Knobs(flap=(0.15, 0.15)))
+    hub.register(jd)
+    number = a_number_with_accounts(jd)
+    results = [hub.probe(number) for _ in range(8)]  # some land in an outage
+    errors = {hub.task(r, "JD")["error_code"] for r in results}
+    assert errors <= {None, "unreachable", "timeout", "circuit_open"}
+    deadline = time.monotonic() + 20
+    while any(hub.task(hub.request(r["request_id"]), "JD")["state"] != "done" for r in results):
+        assert time.monotonic() < deadline, "a flapping platform was never answered"
+        hub.work()
+        time.sleep(0.1)
+    answers = {str(hub.task(hub.request(r["request_id"]), "JD")["answer"]) for r in results}
+    assert answers == {str({"counts": [{"app": "jd", "count": len(jd.accounts.bound_to(number))}]})}
