@@ -157,7 +157,7 @@ def test_wrong_details_answer_the_same_and_no_code_is_sent(client: TestClient, h
     # and no code opens it
     r = client.post(f"/v1/verifications/{bad.json()['verification_id']}/code", json={"code": "000000"})
     assert r.status_code == 400
-    assert r.json()["error"]["details"] == [{"tries_left": 4}]
+    assert r.json()["error"]["details"] == [{"reason": "WRONG_CODE", "tries_left": 4}]
 
 
 def test_a_used_code_cannot_be_replayed(client: TestClient, hub: Any) -> None:
@@ -167,6 +167,7 @@ def test_a_used_code_cannot_be_replayed(client: TestClient, hub: Any) -> None:
     again = client.post(f"/v1/verifications/{vid}/code", json={"code": code})
     assert again.status_code == 400
     assert "used already" in again.json()["error"]["message"]
+    assert again.json()["error"]["details"] == [{"reason": "USED"}]
 
 
 def test_wrong_codes_count_down_and_then_lock(client: TestClient, hub: Any) -> None:
@@ -194,6 +195,7 @@ def test_an_expired_code_is_refused(client: TestClient, hub: Any, clock: FixedCl
     r = client.post(f"/v1/verifications/{r.json()['verification_id']}/code", json={"code": code})
     assert r.status_code == 400
     assert "expired" in r.json()["error"]["message"]
+    assert r.json()["error"]["details"] == [{"reason": "EXPIRED"}]
 
 
 def test_floods_of_verifications_are_429(client: TestClient, hub: Any, clock: FixedClock) -> None:

@@ -148,13 +148,13 @@ def redeem(
     if verification is None:
         raise NotFound("no such verification")
     if verification.state == "locked":
-        raise Locked("too many wrong codes; start a new verification")
+        raise Locked("too many wrong codes; start a new verification", details=[{"reason": "LOCKED"}])
     if verification.state == "verified":
-        raise InvalidArgument("this code was used already; start a new verification")
+        raise InvalidArgument("this code was used already; start a new verification", details=[{"reason": "USED"}])
     if now >= verification.expires_at:
-        raise InvalidArgument("the code has expired; start a new verification")
+        raise InvalidArgument("the code has expired; start a new verification", details=[{"reason": "EXPIRED"}])
     if not (len(code) == 6 and code.isdigit()):
-        raise InvalidArgument("the code is six digits")
+        raise InvalidArgument("the code is six digits", details=[{"reason": "FORMAT"}])
     good = verification.code_digest is not None and secrets.compare_digest(
         verification.code_digest, digester.code(public_id, code)
     )
@@ -163,10 +163,11 @@ def redeem(
         if verification.tries_left <= 0:
             verification.state = "locked"
             session.flush()
-            return Locked("too many wrong codes; start a new verification")
+            return Locked("too many wrong codes; start a new verification", details=[{"reason": "LOCKED"}])
         session.flush()
         return WrongCode(
-            f"wrong code; {verification.tries_left} tries left", details=[{"tries_left": verification.tries_left}]
+            f"wrong code; {verification.tries_left} tries left",
+            details=[{"reason": "WRONG_CODE", "tries_left": verification.tries_left}],
         )
     assert verification.holder_digest is not None
     verification.state = "verified"
