@@ -32,6 +32,7 @@ platform_app = typer.Typer(
     help="Platforms: the enterprises the hub calls, and who may ask reassignment checks.", no_args_is_help=True
 )
 platform_key_app = typer.Typer(help="A platform's public keys for its signed callbacks.", no_args_is_help=True)
+platform_app_app = typer.Typer(help="An enterprise's apps.", no_args_is_help=True)
 hub_app = typer.Typer(help="The hub itself: its signing keys.", no_args_is_help=True)
 hub_key_app = typer.Typer(help="The keys the hub signs its calls with (published as JWKS).", no_args_is_help=True)
 operator_app = typer.Typer(help="The operator's own credentials.", no_args_is_help=True)
@@ -41,6 +42,7 @@ app.add_typer(carrier_app, name="carrier")
 app.add_typer(platform_app, name="platform")
 app.add_typer(ledger_app, name="ledger")
 platform_app.add_typer(platform_key_app, name="key")
+platform_app.add_typer(platform_app_app, name="app")
 app.add_typer(hub_app, name="hub")
 hub_app.add_typer(hub_key_app, name="key")
 app.add_typer(operator_app, name="operator")
@@ -298,6 +300,20 @@ def platform_show(code: str) -> None:
         out.print(f"  callback keys: {', '.join(service.live_kids(session, p.id)) or '-'}")
 
     _in_session(go)
+
+
+@platform_app_app.command("add")
+def platform_app_add(
+    code: str,
+    app_code: str,
+    name_zh: Annotated[str, typer.Option(help="the app's Chinese name")],
+    name_en: Annotated[str, typer.Option(help="the app's English name")],
+) -> None:
+    """Add an app to an enterprise (its accounts are counted per app if independent)."""
+    from tongcha.platforms import service
+
+    _in_session(lambda s: service.add_app(s, service.get(s, code), service.AppSpec(app_code, name_zh, name_en)))
+    out.print(f"app {app_code} added to {code}")
 
 
 @platform_key_app.command("add")

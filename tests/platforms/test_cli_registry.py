@@ -129,3 +129,15 @@ def test_worker_once_sends_a_finished_requests_result_sms(
     assert "r_test" in message["text"]
     with sessions() as session:
         assert session.scalars(select(jobs.Job.state)).all() == ["done"]
+
+
+def test_app_add_from_the_command_line(db_url: str, engine: Engine, sessions: sessionmaker[Session]) -> None:
+    run_cli(db_url, "platform", "add", "ACME", "--name", "Acme")
+    out = run_cli(db_url, "platform", "app", "add", "ACME", "shop", "--name-zh", "商城", "--name-en", "Shop").stdout
+    assert "app shop added to ACME" in out
+    with sessions() as session:
+        assert [a.code for a in service.apps_of(session, service.get(session, "ACME").id)] == ["shop"]
+    again = run_cli(
+        db_url, "platform", "app", "add", "ACME", "shop", "--name-zh", "商城", "--name-en", "Shop", check=False
+    )
+    assert again.returncode == 1

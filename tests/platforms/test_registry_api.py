@@ -144,3 +144,13 @@ def test_jwks_publishes_public_keys_and_rotation_keeps_the_old_one_until_retired
     assert retired["retired"] == [first[0]["kid"]]
     state.keyring.reload()
     assert [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]] == retired["live"]
+
+
+def test_operator_adds_an_app_to_an_enterprise(client: TestClient, operator: dict[str, str]) -> None:
+    client.post("/operator/v1/platforms", json={**BAIDU, "apps": []}, headers=operator)
+    app = {"code": "wenku", "name_zh": "百度文库", "name_en": "Baidu Wenku"}
+    r = client.post("/operator/v1/platforms/BAIDU/apps", json=app, headers=operator)
+    assert r.status_code == 201, r.text
+    assert [a["code"] for a in r.json()["apps"]] == ["wenku"]
+    assert client.post("/operator/v1/platforms/BAIDU/apps", json=app, headers=operator).status_code == 409
+    assert client.post("/operator/v1/platforms/NOPE/apps", json=app, headers=operator).status_code == 404

@@ -18,6 +18,7 @@ from tongcha.platforms import fanout, service
 from tongcha.platforms.dispatch import fan_out
 from tongcha.platforms.models import Platform
 from tongcha.platforms.schemas import (
+    AppIn,
     AppOut,
     CallbackAck,
     HubKeysOut,
@@ -126,6 +127,18 @@ def patch_platform(code: str, body: PlatformPatch, _: OperatorCaller, session: S
     change = service.PlatformUpdate(**body.model_dump())
     platform = service.update(session, code, change)
     hub.platforms.forget()
+    return _out(session, platform)
+
+
+@operator.post(
+    "/platforms/{code}/apps",
+    status_code=201,
+    summary="Add an app to an enterprise",
+    responses=responses(InvalidArgument, Unauthenticated, NotFound, Conflict),
+)
+def add_app(code: str, body: AppIn, _: OperatorCaller, session: SessionDep) -> PlatformOut:
+    platform = service.get(session, code)
+    service.add_app(session, platform, service.AppSpec(body.code, body.name_zh, body.name_en))
     return _out(session, platform)
 
 
