@@ -371,39 +371,28 @@ def platform_probe(
 
 
 async def _probe(settings: Settings, number: str, only: list[str] | None, since: str, operation: str) -> FanoutProgress:
-    from datetime import datetime, time
     from zoneinfo import ZoneInfo
 
+    from tongcha.kit.db import make_engine, make_sessionmaker
     from tongcha.kit.errors import InvalidArgument
-    from tongcha.kit.phone import e164, parse_mobile
-    from tongcha.platforms.dispatch import fan_out
-    from tongcha.requests.models import RequestKind
-    from tongcha.sdk.protocol import Operation
+    from tongcha.platforms.dispatch import probe
 
-    if operation not in ("count", "list"):
-        raise InvalidArgument("--operation is count or list")
-    if operation == "list" and (only is None or len(only) != 1):
-        raise InvalidArgument("a list probe names exactly one --platform")
     try:
         day = date.fromisoformat(since)
     except ValueError:
         raise InvalidArgument("--since is a date like 2024-01-31") from None
-    e164_number = e164(parse_mobile(number))
-    bound_from = datetime.combine(day, time(0), ZoneInfo(settings.timezone)).isoformat()
-    from tongcha.kit.db import make_engine, make_sessionmaker
-
     sessions = make_sessionmaker(make_engine(settings.database_url))
     fw = _fanout_worker(settings, sessions)
     try:
-        return await fan_out(
+        return await probe(
             sessions,
             fw.dispatcher,
             fw.clock,
-            kind=RequestKind.probe,
-            params={"number": e164_number, "operation": operation, "bound_from": bound_from},
-            operation=Operation(operation),
-            body_for=lambda _p: {"number": e164_number, "bound_from": bound_from},
+            number=number,
+            operation=operation,
+            since=day,
             only=only,
+            zone=ZoneInfo(settings.timezone),
             wait_s=settings.fanout_wait_ms / 1000,
         )
     finally:

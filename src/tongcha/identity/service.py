@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -20,6 +20,7 @@ from tongcha.identity.models import CitizenSession, Verification
 from tongcha.kit.digests import Digester
 from tongcha.kit.errors import ApiError, InvalidArgument, NotFound, TooManyRequests
 from tongcha.kit.idcard import validate_id_number
+from tongcha.kit.workdays import local_midnight
 from tongcha.ledger.models import Tenure
 
 CODE_TTL = timedelta(minutes=5)
@@ -43,10 +44,6 @@ class Started:
     verification: Verification
     # The code to send, when the details matched; never stored in the clear.
     code: str | None
-
-
-def _start_of_day(now: datetime, zone: ZoneInfo) -> datetime:
-    return datetime.combine(now.astimezone(zone).date(), time(0), zone)
 
 
 def _current_tenure(session: Session, number: int) -> Tenure | None:
@@ -82,7 +79,7 @@ def start(
         id_number = validate_id_number(id_number, now.date())
         method = "full"
     client_digest = digester.client(client)
-    day_start = _start_of_day(now, zone)
+    day_start = local_midnight(now.astimezone(zone).date(), zone)
     recent = session.execute(
         select(func.count(), func.max(Verification.resend_after)).where(
             Verification.number == number, Verification.created_at >= day_start

@@ -41,6 +41,11 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ONE_DAY = timedelta(days=1)
 
 
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    """The start of ``day`` in ``tz``: where a local day, and so a tenure's first day, begins."""
+    return datetime.combine(day, time(0), tz)
+
+
 class WorkdaysFileError(ValueError):
     """The override file cannot be used; the message names the file and the line."""
 

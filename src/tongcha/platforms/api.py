@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -13,9 +11,7 @@ from sqlalchemy.orm import Session
 
 from tongcha.kit import keys as hub_keys
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, Unauthenticated, responses
-from tongcha.kit.phone import e164, parse_mobile
-from tongcha.platforms import fanout, service
-from tongcha.platforms.dispatch import fan_out
+from tongcha.platforms import dispatch, fanout, service
 from tongcha.platforms.models import Platform
 from tongcha.platforms.schemas import (
     AppIn,
@@ -31,7 +27,6 @@ from tongcha.platforms.schemas import (
     ProbeIn,
     ProgressOut,
 )
-from tongcha.requests.models import RequestKind
 from tongcha.sdk import protocol
 from tongcha.web.deps import HubDep, OperatorCaller, SessionDep
 
@@ -195,23 +190,16 @@ def retire_hub_keys(_: OperatorCaller, session: SessionDep, hub: HubDep) -> HubK
     ),
     responses=responses(InvalidArgument, Unauthenticated),
 )
-async def probe(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOut:
-    number = e164(parse_mobile(body.number))
-    if body.operation == "list" and (body.platforms is None or len(body.platforms) != 1):
-        # Listing accounts is a diagnostic for one platform's integration, not a way for
-        # the operator to read every enterprise's accounts on a number.
-        raise InvalidArgument("a list probe names exactly one platform")
-    zone = ZoneInfo(hub.settings.timezone)
-    bound_from = datetime.combine(body.bound_from, time(0), zone).isoformat()
-    progress = await fan_out(
+async def probe_now(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOut:
+    progress = await dispatch.probe(
         hub.sessions,
         hub.dispatcher,
         hub.clock,
-        kind=RequestKind.probe,
-        params={"number": number, "operation": body.operation, "bound_from": bound_from},
-        operation=protocol.Operation(body.operation),
-        body_for=lambda _p: {"number": number, "bound_from": bound_from},
+        number=body.number,
+        operation=body.operation,
+        since=body.bound_from,
         only=body.platforms,
+        zone=hub.zone,
         wait_s=hub.settings.fanout_wait_ms / 1000,
         directory=hub.platforms,
     )

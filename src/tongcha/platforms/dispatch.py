@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import aiohttp
@@ -25,7 +25,10 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit.clock import Clock
+from tongcha.kit.errors import InvalidArgument
 from tongcha.kit.keys import Keyring
+from tongcha.kit.phone import e164, parse_mobile
+from tongcha.kit.workdays import local_midnight
 from tongcha.platforms import fanout, service
 from tongcha.platforms.fanout import Outcome, TaskCall
 from tongcha.platforms.models import FINAL_STATES
@@ -338,6 +341,44 @@ async def fan_out(
         created_at=request.created_at,
         completed_at=now if done else None,
         tasks=views,
+    )
+
+
+async def probe(
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    clock: Clock,
+    *,
+    number: str,
+    operation: str,
+    since: date,
+    only: Sequence[str] | None,
+    zone: tzinfo,
+    wait_s: float,
+    directory: service.PlatformDirectory | None = None,
+) -> fanout.Progress:
+    """The operator's probe: a count (or, for one named platform, a list) of the
+    bindings on ``number`` made since the start of ``since``, asked now and kept as a
+    request. The API and the CLI both run it."""
+    if operation not in ("count", "list"):
+        raise InvalidArgument("the operation is count or list")
+    if operation == "list" and (only is None or len(only) != 1):
+        # Listing accounts is a diagnostic for one platform's integration, not a way for
+        # the operator to read every enterprise's accounts on a number.
+        raise InvalidArgument("a list probe names exactly one platform")
+    e164_number = e164(parse_mobile(number))
+    bound_from = local_midnight(since, zone).isoformat()
+    return await fan_out(
+        sessions,
+        dispatcher,
+        clock,
+        kind=RequestKind.probe,
+        params={"number": e164_number, "operation": operation, "bound_from": bound_from},
+        operation=Operation(operation),
+        body_for=lambda _p: {"number": e164_number, "bound_from": bound_from},
+        only=only,
+        wait_s=wait_s,
+        directory=directory,
     )
 
 

@@ -11,7 +11,7 @@ The rules that protect people live here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied
 from tongcha.kit.phone import e164
-from tongcha.kit.workdays import WorkCalendar
+from tongcha.kit.workdays import WorkCalendar, local_midnight
 from tongcha.ledger.models import Tenure
 from tongcha.platforms import fanout
 from tongcha.platforms.fanout import Callee, Target, TaskCall
@@ -62,10 +62,6 @@ class Ask:
     action: str | None = None
 
 
-def day_start(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), zone)
-
-
 def held_now(session: Session, holder: str) -> list[Tenure]:
     return list(
         session.scalars(
@@ -100,7 +96,7 @@ def _former_tenure(session: Session, holder: str, number: int) -> Tenure:
 def unbind_cutoff(started_on: date, zone: ZoneInfo) -> datetime:
     """``bound_before`` for an unbind of the previous holder's bindings: the start of the
     day the current tenure began. Everything bound at or after it is the holder's own."""
-    return day_start(started_on, zone)
+    return local_midnight(started_on, zone)
 
 
 def _pick(callees: list[Callee], codes: tuple[str, ...] | None) -> list[Callee]:
@@ -135,7 +131,7 @@ def open_citizen_request(
             raise PermissionDenied("no number is held under your ID now")
         params["numbers"] = [e164(t.number) for t in tenures]
         for tenure in tenures:
-            since = day_start(tenure.started_on, zone).isoformat()
+            since = local_midnight(tenure.started_on, zone).isoformat()
             bodies += [(c, {"number": e164(tenure.number), "bound_from": since}) for c in callees]
     elif ask.kind is RequestKind.history:
         assert ask.number is not None
@@ -143,8 +139,8 @@ def open_citizen_request(
         assert former.ended_on is not None
         span = {
             "number": e164(former.number),
-            "bound_from": day_start(former.started_on, zone).isoformat(),
-            "bound_until": day_start(former.ended_on, zone).isoformat(),
+            "bound_from": local_midnight(former.started_on, zone).isoformat(),
+            "bound_until": local_midnight(former.ended_on, zone).isoformat(),
         }
         params.update(span)
         bodies = [(c, dict(span)) for c in callees]
@@ -152,7 +148,7 @@ def open_citizen_request(
         assert ask.number is not None
         current = _tenure_held_now(session, holder, ask.number)
         number = e164(current.number)
-        start = day_start(current.started_on, zone).isoformat()
+        start = local_midnight(current.started_on, zone).isoformat()
         if ask.kind is RequestKind.detail:
             assert ask.platform is not None
             chosen = _pick(callees, (ask.platform,))
