@@ -116,9 +116,13 @@ class Keyring:
         self._jwks: dict[str, Any] = {"keys": []}
 
     def _load(self) -> None:
-        with self._sessions() as session, session.begin():
-            ensure_key(session, self._settings, self._clock.now())
+        with self._sessions() as session:
             keys = live_keys(session)
+        if not keys:
+            # Only a hub's very first start writes; every later reload is a read.
+            with self._sessions() as session, session.begin():
+                ensure_key(session, self._settings, self._clock.now())
+                keys = live_keys(session)
         newest = keys[-1]
         self._signing = ECKey.import_key(_unseal(self._settings, newest.sealed_private))
         self._jwks = {"keys": [key.public_jwk for key in keys]}

@@ -141,20 +141,29 @@ def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _call_of(task: PlatformTask, platform: Platform) -> TaskCall:
+def _call(
+    platform: Callee,
+    *,
+    task_id: str,
+    request_pk: int,
+    operation: Operation,
+    body: dict[str, Any],
+    attempt: int,
+    give_up_at: datetime,
+) -> TaskCall:
     return TaskCall(
-        task_id=task.task_id,
-        request_pk=task.request_id,
+        task_id=task_id,
+        request_pk=request_pk,
         platform_id=platform.id,
         platform_code=platform.code,
         platform_name=platform.name,
         base_url=platform.base_url or "",
-        operation=Operation(task.operation),
-        body=_encode(task.body),
+        operation=operation,
+        body=_encode(body),
         timeout_s=platform.timeout_ms / 1000,
         max_concurrency=platform.max_concurrency,
-        attempt=task.attempts,
-        give_up_at=task.give_up_at,
+        attempt=attempt,
+        give_up_at=give_up_at,
     )
 
 
@@ -214,17 +223,12 @@ def open_request(
             }
         )
         calls.append(
-            TaskCall(
+            _call(
+                platform,
                 task_id=task_id,
                 request_pk=request.id,
-                platform_id=platform.id,
-                platform_code=platform.code,
-                platform_name=platform.name,
-                base_url=platform.base_url or "",
                 operation=operation,
-                body=_encode(body),
-                timeout_s=platform.timeout_ms / 1000,
-                max_concurrency=platform.max_concurrency,
+                body=body,
                 attempt=1 if claim_for else 0,
                 give_up_at=give_up_at,
             )
@@ -272,7 +276,17 @@ def claim_due(session: Session, now: datetime, limit: int) -> list[TaskCall]:
         task.state = TaskState.in_flight.value
         task.attempts += 1
         task.run_after = now + timedelta(milliseconds=platform.timeout_ms) + LEASE_MARGIN
-        calls.append(_call_of(task, platform))
+        calls.append(
+            _call(
+                platform,
+                task_id=task.task_id,
+                request_pk=task.request_id,
+                operation=Operation(task.operation),
+                body=task.body,
+                attempt=task.attempts,
+                give_up_at=task.give_up_at,
+            )
+        )
     session.flush()
     return calls
 

@@ -61,8 +61,8 @@ class PlatformSpec:
     apps: list[AppSpec] = field(default_factory=list)
 
 
-def add(session: Session, spec: PlatformSpec, now: datetime) -> tuple[Platform, str]:
-    """Register an enterprise and issue its first bearer credential (returned once)."""
+def _register(session: Session, spec: PlatformSpec, now: datetime) -> Platform:
+    """The registry row and its apps, with the default timeout and concurrency."""
     check_code(spec.code)
     if session.scalars(select(Platform.id).where(Platform.code == spec.code)).first() is not None:
         raise Conflict(f"a platform with code {spec.code!r} exists already")
@@ -82,8 +82,13 @@ def add(session: Session, spec: PlatformSpec, now: datetime) -> tuple[Platform, 
     session.flush()
     for app in spec.apps:
         add_app(session, platform, app)
-    secret = credentials.issue(session, PartyKind.platform, platform.id, now)
-    return platform, secret
+    return platform
+
+
+def add(session: Session, spec: PlatformSpec, now: datetime) -> tuple[Platform, str]:
+    """Register an enterprise and issue its first bearer credential (returned once)."""
+    platform = _register(session, spec, now)
+    return platform, credentials.issue(session, PartyKind.platform, platform.id, now)
 
 
 def add_app(session: Session, platform: Platform, app: AppSpec) -> PlatformApp:
@@ -109,21 +114,8 @@ def seed(session: Session, now: datetime) -> list[str]:
     for entry in ENTERPRISES:
         if session.scalars(select(Platform.id).where(Platform.code == entry.code)).first() is not None:
             continue
-        platform = Platform(
-            code=entry.code,
-            name=entry.name_en,
-            name_zh=entry.name_zh,
-            account_model=entry.account_model.value,
-            status=PlatformStatus.active.value,
-            timeout_ms=3000,
-            max_concurrency=32,
-            sla_overrides={},
-            created_at=now,
-        )
-        session.add(platform)
-        session.flush()
-        for app in entry.apps:
-            add_app(session, platform, AppSpec(app.code, app.name_zh, app.name_en))
+        apps = [AppSpec(app.code, app.name_zh, app.name_en) for app in entry.apps]
+        _register(session, PlatformSpec(entry.code, entry.name_en, entry.name_zh, entry.account_model, None, apps), now)
         added.append(entry.code)
     return added
 
