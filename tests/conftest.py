@@ -7,6 +7,7 @@ state: tables are emptied after every test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -120,23 +122,30 @@ def client(settings: Settings, clock: FixedClock, engine: Engine, parties: dict[
         yield c
 
 
-@pytest.fixture
-def live_hub(settings: Settings, clock: FixedClock, engine: Engine, parties: dict[str, str]) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, for as long as the block runs."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, clock, engine), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         assert time.monotonic() < deadline, "hub did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def live_hub(settings: Settings, clock: FixedClock, engine: Engine, parties: dict[str, str]) -> Iterator[str]:
+    with serving(create_app(settings, clock, engine)) as url:
+        yield url
 
 
 def bearer(secret: str) -> dict[str, str]:

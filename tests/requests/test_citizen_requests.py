@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -53,11 +54,11 @@ def hub(client: TestClient, parties: dict[str, str]) -> Any:
     return client.app.state.hub  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def jd(hub: Any, sessions: sessionmaker[Session], clock: FixedClock) -> Iterator[SimPlatform]:
-    """JD, simulated, holding three accounts on N: one Alice left behind, two of Bob's
-    (one bound on the very day his tenure began)."""
-    with PlatformFleet(hub_url="http://127.0.0.1:9", hub_keys=_hub_keys(hub), tenures=tenures_from_events([])) as f:
+@contextlib.contextmanager
+def simulated_jd(hub: Any, hub_url: str, sessions: sessionmaker[Session], clock: FixedClock) -> Iterator[SimPlatform]:
+    """JD, simulated and registered, holding three accounts on N: one Alice left behind,
+    two of Bob's (one bound on the very day his tenure began)."""
+    with PlatformFleet(hub_url=hub_url, hub_keys=_hub_keys(hub), tenures=tenures_from_events([])) as f:
         sim = f.add(enterprise("JD"))
         for ref, owner, bound in (
             ("a1", "王*", at("2016-01-01")),
@@ -71,6 +72,13 @@ def jd(hub: Any, sessions: sessionmaker[Session], clock: FixedClock) -> Iterator
             platforms.add_app(session, registered, platforms.AppSpec("jd", "京东", "JD"))
             platforms.add_key(session, "JD", sim.public_jwk, clock.now())
         hub.platforms.forget()
+        yield sim
+
+
+@pytest.fixture
+def jd(hub: Any, sessions: sessionmaker[Session], clock: FixedClock) -> Iterator[SimPlatform]:
+    # Callbacks are not used here: the hub behind TestClient has no URL.
+    with simulated_jd(hub, "http://127.0.0.1:9", sessions, clock) as sim:
         yield sim
 
 

@@ -6,47 +6,25 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import bearer
+from tests.conftest import bearer, serving
 from tests.factories import ALICE, BOB, ev
+from tests.requests.test_citizen_requests import EVENTS, M, N, simulated_jd
 from tests.web.test_browser import CHROMIUM
 from tongcha.kit import jobs
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
-from tongcha.platforms import service as platforms
-from tongcha.sdk import protocol
-from tongcha.sim.accounts import SimAccount, tenures_from_events
-from tongcha.sim.platforms import PlatformFleet, SimPlatform, enterprise
+from tongcha.sim.platforms import SimPlatform
 from tongcha.web.app import create_app
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-N = "+8613800000001"  # Alice 2015-03-01 .. 2020-06-01, then Bob from 2020-10-15
-M = "+8613800000002"  # Alice since 2018-04-04
-EVENTS = [
-    ev("activated", N, "2015-03-01", ALICE),
-    ev("cancelled", N, "2020-06-01"),
-    ev("activated", N, "2020-10-15", BOB),
-    ev("activated", M, "2018-04-04", ALICE),
-]
-
-
-def at(day: str, hour: int = 12) -> datetime:
-    return datetime.fromisoformat(f"{day}T{hour:02d}:00:00").replace(tzinfo=SHANGHAI)
 
 
 @dataclass
@@ -65,41 +43,15 @@ def settings(db_url: str) -> Settings:
 def hub(settings: Settings, clock: FixedClock, engine: Engine, parties: dict[str, str]) -> Iterator[LiveHub]:
     """The real app on a free port, with the ledger of N and M loaded by its carrier."""
     app = create_app(settings, clock, engine)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "hub did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    r = httpx.post(f"{url}/carrier/v1/events", json=EVENTS, headers=bearer(parties["CMCC"]))
-    assert r.status_code == 200 and r.json()["accepted"] == len(EVENTS), r.text
-    yield LiveHub(url, app.state.hub, parties["CMCC"])
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        r = httpx.post(f"{url}/carrier/v1/events", json=EVENTS, headers=bearer(parties["CMCC"]))
+        assert r.status_code == 200 and r.json()["accepted"] == len(EVENTS), r.text
+        yield LiveHub(url, app.state.hub, parties["CMCC"])
 
 
 @pytest.fixture
 def jd(hub: LiveHub, sessions: sessionmaker[Session], clock: FixedClock) -> Iterator[SimPlatform]:
-    """JD, simulated, with three accounts on N: one Alice left behind, two of Bob's."""
-    keys = protocol.key_set(hub.state.keyring.jwks())
-    with PlatformFleet(hub_url=hub.url, hub_keys=keys, tenures=tenures_from_events([])) as fleet:
-        sim = fleet.add(enterprise("JD"))
-        for ref, owner, bound in (
-            ("a1", "王*", at("2016-01-01")),
-            ("b1", "李*", at("2021-05-05")),
-            ("b2", "李*", at("2020-10-15", 9)),
-        ):
-            sim.accounts.add(SimAccount(ref, "jd", owner, owner, N, bound.astimezone(UTC), at("2026-01-01")))
-        with sessions() as session, session.begin():
-            registered = platforms.update(session, "JD", platforms.PlatformUpdate(base_url=sim.base_url))
-            platforms.add_app(session, registered, platforms.AppSpec("jd", "京东", "JD"))
-            platforms.add_key(session, "JD", sim.public_jwk, clock.now())
-        hub.state.platforms.forget()
+    with simulated_jd(hub.state, hub.url, sessions, clock) as sim:
         yield sim
 
 

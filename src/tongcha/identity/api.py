@@ -80,11 +80,8 @@ def redeem_code(verification_id: str, body: CodeIn, session: SessionDep, hub: Hu
 @router.delete(
     "/v1/me/session", status_code=204, summary="Revoke this access token", responses=responses(Unauthenticated)
 )
-def revoke_session(request: Request, citizen: CitizenCaller, session: SessionDep, hub: HubDep) -> Response:
-    token = request.headers["authorization"].partition(" ")[2].strip()
-    found = service.resolve(session, token, hub.clock.now())
-    if found is not None:
-        service.revoke(session, found, hub.clock.now())
+def revoke_session(citizen: CitizenCaller, session: SessionDep, hub: HubDep) -> Response:
+    service.revoke(session, citizen.session_id, hub.clock.now())
     return Response(status_code=204)
 
 

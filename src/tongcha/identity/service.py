@@ -191,9 +191,11 @@ def resolve(session: Session, token: str, now: datetime) -> CitizenSession | Non
     return found
 
 
-def revoke(session: Session, citizen: CitizenSession, now: datetime) -> None:
-    citizen.revoked_at = now
-    session.flush()
+def revoke(session: Session, session_id: int, now: datetime) -> None:
+    found = session.get(CitizenSession, session_id)
+    if found is not None and found.revoked_at is None:
+        found.revoked_at = now
+        session.flush()
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,8 @@ OPERATIONS = {
 class Citizen:
     holder_digest: str
     number: int
+    # The citizen session the token stands for, so it can be revoked.
+    session_id: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,7 +140,7 @@ def citizen_caller(request: Request) -> Citizen:
         found = identity_service.resolve(session, token, state.clock.now())
     if found is None:
         raise Unauthenticated("the access token is unknown, expired or revoked; verify again")
-    return Citizen(found.holder_digest, found.number)
+    return Citizen(found.holder_digest, found.number, found.id)
 
 
 CitizenCaller = Annotated[Citizen, Depends(citizen_caller)]
