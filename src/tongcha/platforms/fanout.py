@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from tongcha.kit import jobs
 from tongcha.kit.db import is_postgres
-from tongcha.platforms.models import FINAL_STATES, Platform, PlatformStatus, PlatformTask, TaskState
+from tongcha.platforms.models import FINAL_STATES, Platform, PlatformStatus, PlatformTask, SeenToken, TaskState
 from tongcha.requests.models import Request, RequestKind, RequestState
 from tongcha.sdk.protocol import Operation
 
@@ -514,7 +514,5 @@ def task_by_public_id(session: Session, task_id: str) -> PlatformTask | None:
 
 
 def forget_expired_tokens(session: Session, now: datetime) -> int:
-    from tongcha.platforms.models import SeenToken
-
     result = session.execute(delete(SeenToken).where(SeenToken.expires_at < now))
     return int(getattr(result, "rowcount", 0) or 0)
