@@ -48,7 +48,8 @@ def _app_names(session: Session) -> dict[tuple[int, str], str]:
         # A unified enterprise counts once, under its own code, for all its apps.
         label = platform.name_zh or platform.name
         listed = apps.get(platform.id, [])
-        names[(platform.id, platform.code)] = f"{label}（{'、'.join(listed)}）" if listed else label
+        # Its apps are named when there are several; one app is the enterprise itself.
+        names[(platform.id, platform.code)] = f"{label}（{'、'.join(listed)}）" if len(listed) > 1 else label
     return names
 
 
