@@ -454,3 +454,17 @@ def test_a_unified_enterprise_is_one_count_that_names_its_apps(
     assert hub.sms.inbox(N)[-1].text == (
         "截至11月23日，您名下尾号为0001的电话卡所注册的互联网账号如下：百度（百度网盘、百度贴吧）账号1个、京东账号2个。"
     )
+
+
+def test_result_sms_names_a_unified_enterprises_apps_only_when_it_has_several(
+    sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    from tongcha.requests.tasks import _app_names
+
+    with sessions() as session, session.begin():
+        platforms.seed(session, clock.now())
+        names = _app_names(session)
+        baidu, xiaomi = platforms.get(session, "BAIDU"), platforms.get(session, "XIAOMI")
+        assert names[(baidu.id, "BAIDU")] == "百度（百度网盘、百度贴吧）"
+        assert names[(xiaomi.id, "XIAOMI")] == "小米"
+        assert names[(platforms.get(session, "ALIBABA").id, "xianyu")] == "闲鱼"
