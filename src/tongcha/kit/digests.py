@@ -6,10 +6,11 @@ operator-held key, each prefixed with the key version (``k1:...``) so the key ca
 
 from __future__ import annotations
 
-import base64
-import hmac
+import binascii
+import hashlib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from tongcha.kit.settings import Settings
 
@@ -19,18 +20,46 @@ def normalise_name(name: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", name).split())
 
 
+_BLOCK = 64  # SHA-256's block size, as RFC 2104 uses it
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 @dataclass(frozen=True, slots=True)
 class Digester:
+    """HMAC-SHA-256 (RFC 2104) of a purpose tag and a value, base64url without padding.
+
+    Ingest digests three values per holder event, so the keyed inner and outer SHA-256
+    states are computed once per purpose and copied for each value: the same MAC as
+    ``hmac.digest(key, purpose + value, "sha256")`` (a test holds them equal) at about
+    half its cost.
+    """
+
     key: bytes
     version: int
+    _states: dict[bytes, tuple[Any, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Digester:
         return cls(settings.secret_key.get_secret_value().encode(), settings.secret_key_version)
 
+    def _keyed(self, purpose: bytes) -> tuple[Any, Any]:
+        states = self._states.get(purpose)
+        if states is None:
+            key = hashlib.sha256(self.key).digest() if len(self.key) > _BLOCK else self.key
+            key = key.ljust(_BLOCK, b"\0")
+            inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + purpose)
+            outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+            states = self._states[purpose] = (inner, outer)
+        return states
+
     def _mac(self, purpose: bytes, value: bytes) -> str:
-        mac = hmac.digest(self.key, purpose + value, "sha256")
-        return f"k{self.version}:" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        inner, outer = self._keyed(purpose)
+        inner = inner.copy()
+        inner.update(value)
+        outer = outer.copy()
+        outer.update(inner.digest())
+        text = binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+        return f"k{self.version}:" + text.decode()
 
     def holder(self, id_number: str) -> str:
         """Groups every number held under one ID."""

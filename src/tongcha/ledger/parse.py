@@ -19,7 +19,7 @@ from tongcha.kit.digests import Digester, normalise_name
 from tongcha.kit.errors import ApiError
 from tongcha.kit.idcard import validate_id_number
 from tongcha.kit.phone import parse_mobile
-from tongcha.ledger.replay import Event, EventType
+from tongcha.ledger.replay import PORTED, Event, EventType
 
 EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
 CSV_COLUMNS = ("event_id", "type", "number", "occurred_at", "id_number", "name", "to_carrier")
@@ -98,7 +98,7 @@ class EventParser:
         )
         if kind in _HOLDER_TYPES:
             self._holder(event, raw.get("holder"))
-        elif kind is EventType.ported:
+        elif kind is PORTED:
             to_carrier = raw.get("to_carrier")
             if not isinstance(to_carrier, str) or not to_carrier:
                 raise _Bad("bad_port", "a port needs to_carrier, the receiving carrier's code")

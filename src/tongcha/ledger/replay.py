@@ -21,6 +21,12 @@ class EventType(StrEnum):
     resumed = "resumed"
 
 
+# The members as plain module names: ``EventType.activated`` goes through the enum's
+# descriptor on every access, which the fold below would pay several times per event.
+ACTIVATED, CANCELLED, PORTED = EventType.activated, EventType.cancelled, EventType.ported
+TRANSFERRED, SUSPENDED, RESUMED = EventType.transferred, EventType.suspended, EventType.resumed
+
+
 @dataclass(slots=True)
 class Event:
     """A well-formed event; identity already digested."""
@@ -121,7 +127,7 @@ def _open_tenure(state: NumberState, event: Event) -> None:
 def apply(state: NumberState, event: Event, quarantine_days: Callable[[int], int]) -> None:
     """Apply one event to a number's state, or raise ``Contradiction`` and change nothing."""
     kind = event.type
-    if kind is EventType.activated:
+    if kind is ACTIVATED:
         open_tenure = state.open_tenure
         if open_tenure is not None:
             raise Contradiction(
@@ -135,19 +141,19 @@ def apply(state: NumberState, event: Event, quarantine_days: Callable[[int], int
         state.carrier_id = event.carrier_id
         state.suspended = False
         state.quarantine_until = None
-    elif kind is EventType.cancelled:
+    elif kind is CANCELLED:
         tenure = _serving(state, event, "cancellation")
         tenure.ended_on = event.day
         tenure.end_reason = "cancelled"
         state.suspended = False
         state.quarantine_until = event.day + timedelta(days=quarantine_days(event.carrier_id))
-    elif kind is EventType.ported:
+    elif kind is PORTED:
         tenure = _serving(state, event, "port")
         if event.to_carrier_id is None or event.to_carrier_id == event.carrier_id:
             raise Contradiction("INVALID_ARGUMENT", "bad_port", "a port needs to_carrier, another known carrier")
         state.carrier_id = event.to_carrier_id
         tenure.carrier_id = event.to_carrier_id
-    elif kind is EventType.transferred:
+    elif kind is TRANSFERRED:
         tenure = _serving(state, event, "transfer")
         if tenure.holder_digest == event.holder_digest:
             raise Contradiction("CONFLICT", "same_holder", "transfer to the holder who already holds the number")
@@ -155,12 +161,12 @@ def apply(state: NumberState, event: Event, quarantine_days: Callable[[int], int
         tenure.end_reason = "transferred"
         _open_tenure(state, event)
         state.suspended = False
-    elif kind is EventType.suspended:
+    elif kind is SUSPENDED:
         _serving(state, event, "suspension")
         if state.suspended:
             raise Contradiction("CONFLICT", "already_suspended", "suspension of a number already suspended")
         state.suspended = True
-    elif kind is EventType.resumed:
+    elif kind is RESUMED:
         _serving(state, event, "resumption")
         if not state.suspended:
             raise Contradiction("CONFLICT", "not_suspended", "resumption of a number that is not suspended")
