@@ -34,13 +34,21 @@ class LedgerRevision(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# The bulk tables below (events, tenures, number summaries, the check log) carry
+# carrier and platform ids without foreign keys. Ingest writes only ids it read from
+# the carriers table in the same transaction, the check log only the caller's own id,
+# and carriers and platforms are never deleted. A foreign key costs PostgreSQL a
+# trigger and an index probe per row, which on COPY was a third of the ingest's
+# database time (docs/benchmarks.md §1).
+
+
 class LedgerEvent(Base):
     """An accepted lifecycle event, as the carrier sent it but with identity digested."""
 
     __tablename__ = "ledger_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    carrier_id: Mapped[int] = mapped_column(BigId)
     event_id: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(16))
     number: Mapped[int] = mapped_column(BigInteger)
@@ -49,7 +57,7 @@ class LedgerEvent(Base):
     holder_digest: Mapped[str | None] = mapped_column(String(64))
     kyc_digest: Mapped[str | None] = mapped_column(String(64))
     tail_digest: Mapped[str | None] = mapped_column(String(64))
-    to_carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id"))
+    to_carrier_id: Mapped[int | None] = mapped_column(BigId)
     revision: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (
@@ -84,7 +92,7 @@ class Tenure(Base):
     holder_digest: Mapped[str] = mapped_column(String(64))
     kyc_digest: Mapped[str] = mapped_column(String(64))
     tail_digest: Mapped[str] = mapped_column(String(64))
-    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    carrier_id: Mapped[int] = mapped_column(BigId)
     started_on: Mapped[date] = mapped_column(Date)
     ended_on: Mapped[date | None] = mapped_column(Date)
     end_reason: Mapped[str | None] = mapped_column(String(16))
@@ -99,7 +107,7 @@ class LedgerNumber(Base):
     __tablename__ = "ledger_numbers"
 
     number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    carrier_id: Mapped[int] = mapped_column(BigId)
     first_known_on: Mapped[date] = mapped_column(Date)
     open_since: Mapped[date | None] = mapped_column(Date)
     last_change_on: Mapped[date] = mapped_column(Date)
@@ -126,12 +134,12 @@ class ReassignmentCheck(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # None when the operator ran the check from the command line.
-    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"))
+    platform_id: Mapped[int | None] = mapped_column(BigId)
     number_digest: Mapped[str] = mapped_column(String(64))
     since: Mapped[date] = mapped_column(Date)
     result: Mapped[str] = mapped_column(String(8))
     channel: Mapped[str] = mapped_column(String(8))
     checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("reassignment_batches.id"))
+    batch_id: Mapped[int | None] = mapped_column(BigId)
 
     __table_args__ = (Index("ix_reassignment_checks_platform_id", "platform_id", "checked_at"),)

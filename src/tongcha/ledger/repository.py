@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, Integer, String, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from tongcha.kit.db import is_postgres
@@ -110,18 +111,45 @@ def events_of(session: Session, numbers: Sequence[int]) -> dict[int, list[Event]
     return out
 
 
-def _copy(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+@cache
+def _copy_types(table: Any, columns: tuple[str, ...]) -> list[str]:
+    """PostgreSQL's names for the columns' types, which a binary COPY has to be told."""
+    names = []
+    for name in columns:
+        kind = table.__table__.c[name].type
+        kind = getattr(kind, "impl", kind)  # a TypeDecorator's stored type
+        if isinstance(kind, BigInteger):
+            names.append("int8")
+        elif isinstance(kind, Integer):
+            names.append("int4")
+        elif isinstance(kind, Boolean):
+            names.append("bool")
+        elif isinstance(kind, DateTime):
+            names.append("timestamptz" if kind.timezone else "timestamp")
+        elif isinstance(kind, Date):
+            names.append("date")
+        elif isinstance(kind, String):
+            names.append("text")
+        else:  # pragma: no cover - a new column type needs a line above
+            raise TypeError(f"no binary COPY type for {table.__tablename__}.{name}: {kind!r}")
+    return names
+
+
+def _copy(session: Session, table: Any, columns: tuple[str, ...], rows: Iterable[Sequence[Any]]) -> None:
+    # Binary COPY: about a fifth less work on both sides than text for these rows.
     raw = session.connection().connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+    sql = f"COPY {table.__tablename__} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+        copy.set_types(_copy_types(table, columns))
         for row in rows:
             copy.write_row(row)
 
 
-def _bulk(session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+def _bulk(session: Session, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
     if is_postgres(session):
-        _copy(session, table.__tablename__, columns, rows)
+        _copy(session, table, columns, rows)
         return
     # The driver's executemany, with values stored as SQLAlchemy's SQLite types store
     # them: Core's per-row insert processing costs more than the insert itself.
