@@ -6,10 +6,12 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tongcha.kit.clock import Clock, SystemClock
 from tongcha.kit.db import make_engine, make_sessionmaker
@@ -19,7 +21,7 @@ from tongcha.ledger import index as ledger_index
 from tongcha.ledger import repository as repo
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats
-from tongcha.ledger.models import ReassignmentBatch
+from tongcha.ledger.models import Carrier, ReassignmentBatch
 from tongcha.ledger.parse import csv_events, ndjson_events, sniff_format
 from tongcha.ledger.tasks import BatchBlock, CheckLog
 from tongcha.platforms.models import Platform
@@ -62,37 +64,45 @@ def import_file(
     rejects: Path | None = None,
     clock: Clock | None = None,
 ) -> ImportTotals:
-    """Stream a file into the ledger, committing every ``COMMIT_EVERY`` events.
+    """Stream a file into the ledger, committing about every ``COMMIT_EVERY`` events.
 
-    Each commit is whole; a run cut short leaves whole chunks behind, and running again
-    counts them as duplicates and goes on.
+    The file is read and parsed on a thread of its own, ahead of the writes. Each commit
+    is whole; a run cut short leaves whole chunks behind, and running again counts them
+    as duplicates and goes on.
     """
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     totals = ImportTotals()
+    per_commit = max(1, COMMIT_EVERY // settings.ingest_chunk_size)
     reject_out = rejects.open("w", encoding="utf-8") if rejects else None
     try:
+        with sessions() as session:
+            parser = service.parser_for(session, _carrier(session, carrier_code), clock=clock, settings=settings)
         with path.open("rb") as raw:
-            events = read_events(path, raw)
-            stream = iter(events)
-            while True:
-                with sessions() as session, session.begin():
-                    carrier = repo.carrier_by_code(session, carrier_code)
-                    if carrier is None:
-                        raise LookupError(f"no carrier with code {carrier_code!r}; add it with `tongcha carrier add`")
-                    chunk = _take(stream, COMMIT_EVERY)
-                    if not chunk:
-                        break
-                    result = service.ingest(session, carrier, chunk, clock=clock, settings=settings, source="import")
-                progress(raw.tell())
-                totals.accepted += result.accepted
-                totals.duplicates += result.duplicates
-                totals.rejected += len(result.rejected)
-                for rej in result.rejected:
-                    totals.by_rule[f"{rej.rule}: {rej.reason}"] += 1
-                    if reject_out is not None:
-                        reject_out.write(json.dumps(rej.as_dict(), ensure_ascii=False) + "\n")
+            stream = service.ParsedStream(read_events(path, raw), parser, settings.ingest_chunk_size)
+            chunks = iter(stream)
+            try:
+                while (first := next(chunks, None)) is not None:
+                    with sessions() as session, session.begin():
+                        result = service.ingest_parsed(
+                            session,
+                            _carrier(session, carrier_code),
+                            chain([first], islice(chunks, per_commit - 1)),
+                            clock=clock,
+                            settings=settings,
+                            source="import",
+                        )
+                    progress(raw.tell())
+                    totals.accepted += result.accepted
+                    totals.duplicates += result.duplicates
+                    totals.rejected += len(result.rejected)
+                    for rej in result.rejected:
+                        totals.by_rule[f"{rej.rule}: {rej.reason}"] += 1
+                        if reject_out is not None:
+                            reject_out.write(json.dumps(rej.as_dict(), ensure_ascii=False) + "\n")
+            finally:
+                stream.close()
     finally:
         if reject_out is not None:
             reject_out.close()
@@ -100,13 +110,11 @@ def import_file(
     return totals
 
 
-def _take(stream: Iterator[Any], n: int) -> list[Any]:
-    out = []
-    for item in stream:
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out
+def _carrier(session: Session, code: str) -> Carrier:
+    carrier = repo.carrier_by_code(session, code)
+    if carrier is None:
+        raise LookupError(f"no carrier with code {code!r}; add it with `tongcha carrier add`")
+    return carrier
 
 
 def check_file(

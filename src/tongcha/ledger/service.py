@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import islice
@@ -40,6 +42,92 @@ class IngestResult:
         }
 
 
+def parser_for(session: Session, carrier: Carrier, *, clock: Clock, settings: Settings) -> EventParser:
+    """A parser for ``carrier``'s events, knowing every carrier a port may name."""
+    return EventParser(
+        carrier.id,
+        {c.code: c.id for c in repo.carriers(session)},
+        Digester.from_settings(settings),
+        ZoneInfo(settings.timezone),
+        clock.now(),
+        timedelta(seconds=settings.clock_skew_seconds),
+    )
+
+
+@dataclass(slots=True)
+class ParsedChunk:
+    """Raw events turned into well-formed ones, with what could not be."""
+
+    events: list[Event]
+    rejected: list[Rejection]
+    # Repeats of an event id met earlier in the same stream.
+    duplicates: int
+
+
+_END = object()
+
+
+class ParsedStream:
+    """Reads and parses raw events on a thread of its own, a few chunks ahead of the writer.
+
+    Parsing is pure Python; the writer spends much of its time waiting on the database,
+    with the interpreter lock released, and the next chunks are parsed meanwhile. Events
+    come out in their input order. An error while reading (a broken file, say) is raised
+    to the writer. ``close`` lets the thread go when the writer stops early.
+    """
+
+    def __init__(self, raw_events: Iterable[Any], parser: EventParser, chunk_size: int, ahead: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(iter(raw_events), parser, chunk_size), name="tongcha-parse", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, raw: Iterator[Any], parser: EventParser, size: int) -> None:
+        seen: set[str] = set()
+        try:
+            while chunk := list(islice(raw, size)):
+                parsed = ParsedChunk([], [], 0)
+                for item in chunk:
+                    event = parser.parse(item)
+                    if isinstance(event, Rejection):
+                        parsed.rejected.append(event)
+                    elif event.event_id in seen:
+                        parsed.duplicates += 1
+                    else:
+                        seen.add(event.event_id)
+                        parsed.events.append(event)
+                if not self._put(parsed):
+                    return
+        except BaseException as exc:  # handed to the writer, which raises it
+            self._put(exc)
+            return
+        self._put(_END)
+
+    def __iter__(self) -> Iterator[ParsedChunk]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def ingest(
     session: Session,
     carrier: Carrier,
@@ -48,34 +136,38 @@ def ingest(
     clock: Clock,
     settings: Settings,
     source: str,
-    on_chunk: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Apply a batch of raw carrier events; flushes, never commits.
 
     Each event is accepted, counted as a duplicate of one already held, or rejected with
-    a code and reason; the batch is processed in chunks so it may be any size.
+    a code and reason; the batch is parsed and written in chunks so it may be any size.
     """
-    now = clock.now()
-    carriers = repo.carriers(session)
-    quarantine = {c.id: c.quarantine_days for c in carriers}
-    parser = EventParser(
-        carrier.id,
-        {c.code: c.id for c in carriers},
-        Digester.from_settings(settings),
-        ZoneInfo(settings.timezone),
-        now,
-        timedelta(seconds=settings.clock_skew_seconds),
+    stream = ParsedStream(
+        raw_events, parser_for(session, carrier, clock=clock, settings=settings), settings.ingest_chunk_size
     )
+    try:
+        return ingest_parsed(session, carrier, stream, clock=clock, settings=settings, source=source)
+    finally:
+        stream.close()
+
+
+def ingest_parsed(
+    session: Session,
+    carrier: Carrier,
+    chunks: Iterable[ParsedChunk],
+    *,
+    clock: Clock,
+    settings: Settings,
+    source: str,
+) -> IngestResult:
+    """Write parsed chunks as one ledger revision; flushes, never commits."""
+    quarantine = {c.id: c.quarantine_days for c in repo.carriers(session)}
     result = IngestResult()
-    seen: set[str] = set()
     with ledger_write_lock(session):
-        revision = repo.new_revision(session, carrier.id, source, now)
+        revision = repo.new_revision(session, carrier.id, source, clock.now())
         result.revision = revision.id
-        iterator = iter(raw_events)
-        while chunk := list(islice(iterator, settings.ingest_chunk_size)):
-            _ingest_chunk(session, carrier.id, chunk, parser, quarantine, seen, result, revision.id)
-            if on_chunk is not None:
-                on_chunk(len(chunk))
+        for chunk in chunks:
+            _ingest_chunk(session, carrier.id, chunk, quarantine, result, revision.id)
         revision.accepted = result.accepted
         revision.duplicates = result.duplicates
         revision.rejected = len(result.rejected)
@@ -86,24 +178,13 @@ def ingest(
 def _ingest_chunk(
     session: Session,
     carrier_id: int,
-    chunk: list[Any],
-    parser: EventParser,
+    chunk: ParsedChunk,
     quarantine: dict[int, int],
-    seen: set[str],
     result: IngestResult,
     revision: int,
 ) -> None:
-    parsed: list[Event] = []
-    rejected: list[Rejection] = []
-    for raw in chunk:
-        item = parser.parse(raw)
-        if isinstance(item, Rejection):
-            rejected.append(item)
-        elif item.event_id in seen:
-            result.duplicates += 1
-        else:
-            seen.add(item.event_id)
-            parsed.append(item)
+    parsed, rejected = chunk.events, list(chunk.rejected)
+    result.duplicates += chunk.duplicates
     held = repo.existing_event_ids(session, carrier_id, [e.event_id for e in parsed])
     result.duplicates += len(held)
     by_number: dict[int, list[Event]] = {}

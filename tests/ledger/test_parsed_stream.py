@@ -1,0 +1,68 @@
+"""Carrier events are parsed on a thread ahead of the writer: in order, whole, and stoppable."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.factories import ALICE, BOB, ev
+from tongcha.kit.digests import Digester
+from tongcha.ledger.parse import EventParser
+from tongcha.ledger.service import ParsedStream
+
+NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
+
+
+def parser() -> EventParser:
+    return EventParser(1, {"CMCC": 1}, Digester(b"test key", 1), ZoneInfo("Asia/Shanghai"), NOW, timedelta(minutes=5))
+
+
+def parse_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "tongcha-parse"]
+
+
+def test_chunks_keep_the_input_order_and_say_what_was_refused_or_repeated() -> None:
+    raw: list[Any] = [ev("activated", f"+86138001380{i:02d}", "2020-01-01", ALICE, event_id=f"a{i}") for i in range(7)]
+    raw.insert(3, ev("activated", "+8612345", "2020-01-01", BOB, event_id="bad-number"))
+    raw.append(ev("cancelled", "+8613800138000", "2021-01-01", event_id="a0"))  # a repeated event id
+    stream = ParsedStream(raw, parser(), chunk_size=4)
+    try:
+        chunks = list(stream)
+    finally:
+        stream.close()
+    assert [len(c.events) + len(c.rejected) + c.duplicates for c in chunks] == [4, 4, 1]
+    assert [e.event_id for c in chunks for e in c.events] == [f"a{i}" for i in range(7)]
+    assert [(r.event_id, r.rule) for c in chunks for r in c.rejected] == [("bad-number", "bad_field")]
+    assert sum(c.duplicates for c in chunks) == 1
+    assert parse_threads() == []
+
+
+def test_a_read_error_reaches_the_writer_after_the_chunks_read_before_it() -> None:
+    def broken() -> Iterator[Any]:
+        for i in range(5):
+            yield ev("activated", f"+86138001380{i:02d}", "2020-01-01", ALICE)
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    stream = ParsedStream(broken(), parser(), chunk_size=2)
+    chunks = iter(stream)
+    try:
+        assert [len(next(chunks).events), len(next(chunks).events)] == [2, 2]
+        # The fifth event's chunk is cut short by the error, which the writer gets.
+        with pytest.raises(UnicodeDecodeError):
+            next(chunks)
+    finally:
+        stream.close()
+
+
+def test_a_writer_that_stops_early_lets_the_parsing_thread_go() -> None:
+    endless = (ev("activated", f"+86138{i:08d}", "2020-01-01", ALICE) for i in range(10**9))
+    stream = ParsedStream(endless, parser(), chunk_size=100, ahead=1)
+    first = next(iter(stream))
+    assert len(first.events) == 100
+    stream.close()
+    assert parse_threads() == []
