@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tongcha.kit import keys as hub_keys
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, Unauthenticated, responses
 from tongcha.platforms import dispatch, fanout, service
+from tongcha.platforms import repository as repo
 from tongcha.platforms.models import Platform
 from tongcha.platforms.schemas import (
     AppIn,
@@ -85,7 +85,7 @@ def _out(session: Session, platform: Platform) -> PlatformOut:
 
 @operator.get("/platforms", summary="Every registered platform", responses=responses(Unauthenticated))
 def list_platforms(_: OperatorCaller, session: SessionDep) -> list[PlatformOut]:
-    return [_out(session, p) for p in session.scalars(select(Platform).order_by(Platform.code))]
+    return [_out(session, p) for p in repo.platforms(session)]
 
 
 @operator.post(
@@ -159,7 +159,7 @@ def retire_key(code: str, kid: str, _: OperatorCaller, session: SessionDep, hub:
 
 
 def _hub_keys(session: Session) -> HubKeysOut:
-    rows = session.scalars(select(hub_keys.HubKey).order_by(hub_keys.HubKey.id)).all()
+    rows = repo.hub_keys(session)
     return HubKeysOut(live=[k.kid for k in rows if k.retired_at is None], retired=[k.kid for k in rows if k.retired_at])
 
 

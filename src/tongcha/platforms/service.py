@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,8 +19,12 @@ from tongcha.kit import credentials
 from tongcha.kit.credentials import PartyKind
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
 from tongcha.platforms import fanout
+from tongcha.platforms import repository as repo
 from tongcha.platforms.catalogue import ENTERPRISES, AccountModel
-from tongcha.platforms.models import Platform, PlatformApp, PlatformKey, PlatformStatus, SeenToken
+from tongcha.platforms.models import Platform, PlatformApp, PlatformStatus
+from tongcha.platforms.repository import apps_of as apps_of
+from tongcha.platforms.repository import callable_platforms as callable_platforms
+from tongcha.platforms.repository import live_kids as live_kids
 from tongcha.sdk import protocol
 
 
@@ -38,7 +41,7 @@ def check_base_url(url: str) -> str:
 
 
 def get(session: Session, code: str) -> Platform:
-    platform = session.scalars(select(Platform).where(Platform.code == code)).first()
+    platform = repo.platform_by_code(session, code)
     if platform is None:
         raise NotFound(f"no platform with code {code!r}")
     return platform
@@ -64,9 +67,10 @@ class PlatformSpec:
 def _register(session: Session, spec: PlatformSpec, now: datetime) -> Platform:
     """The registry row and its apps, with the default timeout and concurrency."""
     check_code(spec.code)
-    if session.scalars(select(Platform.id).where(Platform.code == spec.code)).first() is not None:
+    if repo.code_taken(session, spec.code):
         raise Conflict(f"a platform with code {spec.code!r} exists already")
-    platform = Platform(
+    platform = repo.new_platform(
+        session,
         code=spec.code,
         name=spec.name,
         name_zh=spec.name_zh,
@@ -78,8 +82,6 @@ def _register(session: Session, spec: PlatformSpec, now: datetime) -> Platform:
         sla_overrides={},
         created_at=now,
     )
-    session.add(platform)
-    session.flush()
     for app in spec.apps:
         add_app(session, platform, app)
     return platform
@@ -93,15 +95,9 @@ def add(session: Session, spec: PlatformSpec, now: datetime) -> tuple[Platform, 
 
 def add_app(session: Session, platform: Platform, app: AppSpec) -> PlatformApp:
     check_code(app.code)
-    exists = session.scalars(
-        select(PlatformApp.id).where(PlatformApp.platform_id == platform.id, PlatformApp.code == app.code)
-    ).first()
-    if exists is not None:
+    if repo.app_exists(session, platform.id, app.code):
         raise Conflict(f"{platform.code} has an app {app.code!r} already")
-    row = PlatformApp(platform_id=platform.id, code=app.code, name_zh=app.name_zh, name_en=app.name_en)
-    session.add(row)
-    session.flush()
-    return row
+    return repo.new_app(session, platform_id=platform.id, code=app.code, name_zh=app.name_zh, name_en=app.name_en)
 
 
 def seed(session: Session, now: datetime) -> list[str]:
@@ -112,7 +108,7 @@ def seed(session: Session, now: datetime) -> list[str]:
     """
     added = []
     for entry in ENTERPRISES:
-        if session.scalars(select(Platform.id).where(Platform.code == entry.code)).first() is not None:
+        if repo.code_taken(session, entry.code):
             continue
         apps = [AppSpec(app.code, app.name_zh, app.name_en) for app in entry.apps]
         _register(session, PlatformSpec(entry.code, entry.name_en, entry.name_zh, entry.account_model, None, apps), now)
@@ -166,25 +162,17 @@ def add_key(session: Session, code: str, jwk: dict[str, Any], now: datetime) -> 
     kid = jwk.get("kid") or key.thumbprint()
     if not isinstance(kid, str) or not 1 <= len(kid) <= 128:
         raise InvalidArgument("the key's kid must be 1 to 128 characters")
-    exists = session.scalars(
-        select(PlatformKey.id).where(PlatformKey.platform_id == platform.id, PlatformKey.kid == kid)
-    ).first()
-    if exists is not None:
+    if repo.key_exists(session, platform.id, kid):
         raise Conflict(f"{code} has a key {kid!r} already")
     public = dict(key.as_dict(private=False))
     public["kid"] = kid
-    session.add(PlatformKey(platform_id=platform.id, kid=kid, jwk=public, created_at=now))
-    session.flush()
+    repo.new_key(session, platform_id=platform.id, kid=kid, jwk=public, created_at=now)
     return kid
 
 
 def retire_key(session: Session, code: str, kid: str, now: datetime) -> None:
     platform = get(session, code)
-    key = session.scalars(
-        select(PlatformKey).where(
-            PlatformKey.platform_id == platform.id, PlatformKey.kid == kid, PlatformKey.retired_at.is_(None)
-        )
-    ).first()
+    key = repo.live_key(session, platform.id, kid)
     if key is None:
         raise NotFound(f"{code} has no live key {kid!r}")
     key.retired_at = now
@@ -193,35 +181,7 @@ def retire_key(session: Session, code: str, kid: str, now: datetime) -> None:
 
 def key_set(session: Session, platform_id: int) -> KeySet:
     """The platform's live public keys, for checking its callbacks."""
-    jwks = session.scalars(
-        select(PlatformKey.jwk).where(PlatformKey.platform_id == platform_id, PlatformKey.retired_at.is_(None))
-    ).all()
-    return protocol.key_set({"keys": list(jwks)})
-
-
-def apps_of(session: Session, platform_id: int) -> list[PlatformApp]:
-    return list(
-        session.scalars(select(PlatformApp).where(PlatformApp.platform_id == platform_id).order_by(PlatformApp.id))
-    )
-
-
-def live_kids(session: Session, platform_id: int) -> list[str]:
-    return list(
-        session.scalars(
-            select(PlatformKey.kid).where(PlatformKey.platform_id == platform_id, PlatformKey.retired_at.is_(None))
-        )
-    )
-
-
-def callable_platforms(session: Session) -> list[Platform]:
-    """Platforms the hub can fan out to: active, with a base URL."""
-    return list(
-        session.scalars(
-            select(Platform)
-            .where(Platform.status == PlatformStatus.active.value, Platform.base_url.is_not(None))
-            .order_by(Platform.code)
-        )
-    )
+    return protocol.key_set({"keys": repo.live_jwks(session, platform_id)})
 
 
 @dataclass
@@ -242,7 +202,7 @@ def accept_callback(
     task = fanout.task_by_public_id(session, task_id)
     if task is None:
         raise NotFound(f"no task {task_id!r}")
-    platform = session.get(Platform, task.platform_id)
+    platform = repo.platform_by_id(session, task.platform_id)
     assert platform is not None
     try:
         verified = protocol.verify(
@@ -258,10 +218,11 @@ def accept_callback(
         raise Unauthenticated(str(exc)) from None
     try:
         with session.begin_nested():
-            session.add(
-                SeenToken(
-                    issuer=platform.code, jti=verified.jti, expires_at=datetime.fromtimestamp(verified.expires_at, UTC)
-                )
+            repo.remember_token(
+                session,
+                issuer=platform.code,
+                jti=verified.jti,
+                expires_at=datetime.fromtimestamp(verified.expires_at, UTC),
             )
     except IntegrityError:
         raise Unauthenticated("this signature was used before (replay)") from None
