@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
-from sqlalchemy import select
 
 from tongcha.identity import service
 from tongcha.identity.schemas import CodeIn, NumberOut, TokenOut, VerificationIn, VerificationOut
 from tongcha.kit.errors import ApiError, InvalidArgument, NotFound, TooManyRequests, Unauthenticated, responses
 from tongcha.kit.phone import e164, parse_mobile
-from tongcha.ledger.models import Carrier
+from tongcha.ledger import repository as ledger_repo
 from tongcha.notify import templates
 from tongcha.notify.sms import SmsGateway
 from tongcha.web.deps import CitizenCaller, HubDep, SessionDep
@@ -91,7 +90,7 @@ def revoke_session(citizen: CitizenCaller, session: SessionDep, hub: HubDep) -> 
     responses=responses(Unauthenticated),
 )
 def my_numbers(citizen: CitizenCaller, session: SessionDep) -> list[NumberOut]:
-    carriers = {c.id: c.code for c in session.scalars(select(Carrier))}
+    carriers = {c.id: c.code for c in ledger_repo.carriers(session)}
     return [
         NumberOut(
             number=mask(held.number),

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tongcha.identity import repository as repo
 from tongcha.identity.models import CitizenSession, Verification
 from tongcha.kit.digests import Digester
 from tongcha.kit.errors import ApiError, InvalidArgument, NotFound, TooManyRequests
 from tongcha.kit.idcard import validate_id_number
 from tongcha.kit.workdays import local_midnight
-from tongcha.ledger.models import Tenure
 
 CODE_TTL = timedelta(minutes=5)
 CODE_TRIES = 5
@@ -44,12 +43,6 @@ class Started:
     verification: Verification
     # The code to send, when the details matched; never stored in the clear.
     code: str | None
-
-
-def _current_tenure(session: Session, number: int) -> Tenure | None:
-    return session.scalars(
-        select(Tenure).where(Tenure.number == number, Tenure.ended_on.is_(None)).order_by(Tenure.seq.desc()).limit(1)
-    ).first()
 
 
 def start(
@@ -80,23 +73,16 @@ def start(
         method = "full"
     client_digest = digester.client(client)
     day_start = local_midnight(now.astimezone(zone).date(), zone)
-    recent = session.execute(
-        select(func.count(), func.max(Verification.resend_after)).where(
-            Verification.number == number, Verification.created_at >= day_start
-        )
-    ).one()
-    if recent[1] is not None and recent[1] > now:
-        wait = int((recent[1] - now).total_seconds()) + 1
+    recent, resend_after = repo.verifications_of_number(session, number, day_start)
+    if resend_after is not None and resend_after > now:
+        wait = int((resend_after - now).total_seconds()) + 1
         raise TooManyRequests(f"a code was asked for this number just now; ask again in {wait} s")
-    if recent[0] >= PER_NUMBER_PER_DAY:
+    if recent >= PER_NUMBER_PER_DAY:
         raise TooManyRequests("too many verifications for this number today; try again tomorrow")
-    per_client = session.scalar(
-        select(func.count()).where(Verification.client_digest == client_digest, Verification.created_at >= day_start)
-    )
-    if (per_client or 0) >= PER_CLIENT_PER_DAY:
+    if repo.verifications_from_client(session, client_digest, day_start) >= PER_CLIENT_PER_DAY:
         raise TooManyRequests("too many verifications from this address today; try again tomorrow")
 
-    tenure = _current_tenure(session, number)
+    tenure = repo.current_tenure(session, number)
     holder: str | None = None
     if tenure is not None:
         if method == "full":
@@ -108,7 +94,8 @@ def start(
         holder = tenure.holder_digest if matched else None
     public_id = f"v_{secrets.token_urlsafe(18)}"
     code = f"{secrets.randbelow(1_000_000):06d}" if holder is not None else None
-    verification = Verification(
+    verification = repo.new_verification(
+        session,
         public_id=public_id,
         number=number,
         method=method,
@@ -121,8 +108,6 @@ def start(
         expires_at=now + CODE_TTL,
         resend_after=now + RESEND_AFTER,
     )
-    session.add(verification)
-    session.flush()
     return Started(verification, code)
 
 
@@ -138,10 +123,7 @@ def redeem(
     A wrong code is returned, not raised, with the count of tries already lowered: the
     caller commits that before refusing, so a retry cannot undo it.
     """
-    stmt = select(Verification).where(Verification.public_id == public_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    verification = session.scalars(stmt).first()
+    verification = repo.verification_to_redeem(session, public_id)
     if verification is None:
         raise NotFound("no such verification")
     if verification.state == "locked":
@@ -170,29 +152,27 @@ def redeem(
     verification.state = "verified"
     verification.verified_at = now
     token = f"tc_c_{secrets.token_urlsafe(32)}"
-    session.add(
-        CitizenSession(
-            token_hash=_token_hash(token),
-            holder_digest=verification.holder_digest,
-            number=verification.number,
-            created_at=now,
-            expires_at=now + TOKEN_TTL,
-        )
+    repo.new_citizen_session(
+        session,
+        token_hash=_token_hash(token),
+        holder_digest=verification.holder_digest,
+        number=verification.number,
+        created_at=now,
+        expires_at=now + TOKEN_TTL,
     )
-    session.flush()
     return token, int(TOKEN_TTL.total_seconds())
 
 
 def resolve(session: Session, token: str, now: datetime) -> CitizenSession | None:
     """The live session a token stands for, or None (unknown, expired or revoked)."""
-    found = session.scalars(select(CitizenSession).where(CitizenSession.token_hash == _token_hash(token))).first()
+    found = repo.citizen_session_by_token_hash(session, _token_hash(token))
     if found is None or found.revoked_at is not None or now >= found.expires_at:
         return None
     return found
 
 
 def revoke(session: Session, session_id: int, now: datetime) -> None:
-    found = session.get(CitizenSession, session_id)
+    found = repo.citizen_session(session, session_id)
     if found is not None and found.revoked_at is None:
         found.revoked_at = now
         session.flush()
@@ -209,7 +189,7 @@ class HeldNumber:
 
 def numbers_of(session: Session, holder_digest: str) -> list[HeldNumber]:
     """Every tenure under this holder: numbers held now, and numbers held before."""
-    rows = session.scalars(
-        select(Tenure).where(Tenure.holder_digest == holder_digest).order_by(Tenure.started_on, Tenure.number)
-    ).all()
-    return [HeldNumber(t.number, t.carrier_id, t.started_on, t.ended_on, t.end_reason) for t in rows]
+    return [
+        HeldNumber(t.number, t.carrier_id, t.started_on, t.ended_on, t.end_reason)
+        for t in repo.tenures_of(session, holder_digest)
+    ]

@@ -1,0 +1,118 @@
+"""Every identity query: verifications, citizen sessions, and the tenures they rest on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tongcha.identity.models import CitizenSession, Verification
+from tongcha.kit.db import is_postgres
+from tongcha.ledger.models import Tenure
+
+# ----- tenures ----------------------------------------------------------------------
+
+
+def current_tenure(session: Session, number: int) -> Tenure | None:
+    """The number's open tenure (its holder now), or None when nobody holds it."""
+    return session.scalars(
+        select(Tenure).where(Tenure.number == number, Tenure.ended_on.is_(None)).order_by(Tenure.seq.desc()).limit(1)
+    ).first()
+
+
+def tenures_of(session: Session, holder_digest: str) -> list[Tenure]:
+    """Every tenure under this holder, open or ended, oldest first."""
+    return list(
+        session.scalars(
+            select(Tenure).where(Tenure.holder_digest == holder_digest).order_by(Tenure.started_on, Tenure.number)
+        )
+    )
+
+
+# ----- verifications ----------------------------------------------------------------
+
+
+def verifications_of_number(session: Session, number: int, since: datetime) -> tuple[int, datetime | None]:
+    """How many verifications of this number were opened since then, and the latest ``resend_after``."""
+    count, resend_after = session.execute(
+        select(func.count(), func.max(Verification.resend_after)).where(
+            Verification.number == number, Verification.created_at >= since
+        )
+    ).one()
+    return count, resend_after
+
+
+def verifications_from_client(session: Session, client_digest: str, since: datetime) -> int:
+    """How many verifications this client opened since then."""
+    found = session.scalar(
+        select(func.count()).where(Verification.client_digest == client_digest, Verification.created_at >= since)
+    )
+    return found or 0
+
+
+def new_verification(
+    session: Session,
+    *,
+    public_id: str,
+    number: int,
+    method: str,
+    holder_digest: str | None,
+    code_digest: str | None,
+    state: str,
+    tries_left: int,
+    client_digest: str,
+    created_at: datetime,
+    expires_at: datetime,
+    resend_after: datetime,
+) -> Verification:
+    verification = Verification(
+        public_id=public_id,
+        number=number,
+        method=method,
+        holder_digest=holder_digest,
+        code_digest=code_digest,
+        state=state,
+        tries_left=tries_left,
+        client_digest=client_digest,
+        created_at=created_at,
+        expires_at=expires_at,
+        resend_after=resend_after,
+    )
+    session.add(verification)
+    session.flush()
+    return verification
+
+
+def verification_to_redeem(session: Session, public_id: str) -> Verification | None:
+    """The verification, locked for the rest of the transaction on PostgreSQL."""
+    stmt = select(Verification).where(Verification.public_id == public_id)
+    if is_postgres(session):
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+# ----- citizen sessions -------------------------------------------------------------
+
+
+def new_citizen_session(
+    session: Session, *, token_hash: str, holder_digest: str, number: int, created_at: datetime, expires_at: datetime
+) -> CitizenSession:
+    row = CitizenSession(
+        token_hash=token_hash,
+        holder_digest=holder_digest,
+        number=number,
+        created_at=created_at,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def citizen_session_by_token_hash(session: Session, token_hash: str) -> CitizenSession | None:
+    return session.scalars(select(CitizenSession).where(CitizenSession.token_hash == token_hash)).first()
+
+
+def citizen_session(session: Session, session_id: int) -> CitizenSession | None:
+    return session.get(CitizenSession, session_id)
