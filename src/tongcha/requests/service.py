@@ -15,9 +15,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tongcha.identity import repository as identity_repo
 from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied
 from tongcha.kit.phone import e164
 from tongcha.kit.workdays import WorkCalendar, local_midnight
@@ -25,6 +25,7 @@ from tongcha.ledger.models import Tenure
 from tongcha.platforms import fanout
 from tongcha.platforms.fanout import Callee, Target, TaskCall
 from tongcha.platforms.models import PlatformTask
+from tongcha.requests import repository as repo
 from tongcha.requests.models import Request, RequestKind
 from tongcha.sdk.protocol import Operation
 
@@ -64,32 +65,15 @@ class Ask:
     action: str | None = None
 
 
-def held_now(session: Session, holder: str) -> list[Tenure]:
-    return list(
-        session.scalars(
-            select(Tenure)
-            .where(Tenure.holder_digest == holder, Tenure.ended_on.is_(None))
-            .order_by(Tenure.started_on, Tenure.number)
-        )
-    )
-
-
 def _tenure_held_now(session: Session, holder: str, number: int) -> Tenure:
-    current = session.scalars(
-        select(Tenure).where(Tenure.number == number, Tenure.ended_on.is_(None)).order_by(Tenure.seq.desc()).limit(1)
-    ).first()
+    current = identity_repo.current_tenure(session, number)
     if current is None or current.holder_digest != holder:
         raise PermissionDenied("you can act only on numbers you hold now")
     return current
 
 
 def _former_tenure(session: Session, holder: str, number: int) -> Tenure:
-    former = session.scalars(
-        select(Tenure)
-        .where(Tenure.number == number, Tenure.holder_digest == holder, Tenure.ended_on.is_not(None))
-        .order_by(Tenure.seq.desc())
-        .limit(1)
-    ).first()
+    former = repo.former_tenure(session, holder, number)
     if former is None:
         raise PermissionDenied("history is for numbers you held before")
     return former
@@ -128,7 +112,7 @@ def open_citizen_request(
     bodies: list[tuple[Callee, dict[str, Any]]] = []
     params: dict[str, Any] = {}
     if ask.kind is RequestKind.inquiry:
-        tenures = held_now(session, holder)
+        tenures = repo.held_now(session, holder)
         if not tenures:
             raise PermissionDenied("no number is held under your ID now")
         params["numbers"] = [e164(t.number) for t in tenures]
@@ -194,19 +178,15 @@ def open_citizen_request(
 
 def request_of(session: Session, holder: str, public_id: str) -> Request:
     """A request of this holder's; another holder's is as unknown as a missing one."""
-    request = session.scalars(
-        select(Request).where(Request.public_id == public_id, Request.holder_digest == holder)
-    ).first()
+    request = repo.request_of(session, holder, public_id)
     if request is None:
         raise NotFound("no such request")
     return request
 
 
 def requests_of(session: Session, holder: str, limit: int = 100) -> list[Request]:
-    return list(
-        session.scalars(select(Request).where(Request.holder_digest == holder).order_by(Request.id.desc()).limit(limit))
-    )
+    return repo.requests_of(session, holder, limit)
 
 
 def tasks_of(session: Session, request: Request) -> list[PlatformTask]:
-    return list(session.scalars(select(PlatformTask).where(PlatformTask.request_id == request.id)))
+    return repo.tasks_of(session, request.id)

@@ -6,7 +6,6 @@ from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tongcha.kit import jobs
@@ -15,8 +14,9 @@ from tongcha.kit.phone import e164
 from tongcha.kit.settings import get_settings
 from tongcha.notify import templates
 from tongcha.notify.sms import SmsGateway, gateway_from_settings
+from tongcha.platforms import repository as platforms_repo
 from tongcha.platforms.fanout import NOTIFY_JOB
-from tongcha.platforms.models import Platform, PlatformApp, PlatformTask
+from tongcha.requests import repository as repo
 from tongcha.requests.models import Request, RequestKind
 
 _gateway: SmsGateway | None = None
@@ -41,10 +41,10 @@ def _app_names(session: Session) -> dict[tuple[int, str], str]:
     """(platform id, app code as counts name it) → the name people know it by."""
     names: dict[tuple[int, str], str] = {}
     apps: dict[int, list[str]] = defaultdict(list)
-    for app in session.scalars(select(PlatformApp).order_by(PlatformApp.id)):
+    for app in platforms_repo.all_apps(session):
         names[(app.platform_id, app.code)] = app.name_zh
         apps[app.platform_id].append(app.name_zh)
-    for platform in session.scalars(select(Platform)):
+    for platform in platforms_repo.platforms(session):
         # A unified enterprise counts once, under its own code, for all its apps.
         label = platform.name_zh or platform.name
         listed = apps.get(platform.id, [])
@@ -57,10 +57,7 @@ def inquiry_messages(session: Session, request: Request, zone: ZoneInfo) -> list
     """One 一证通查 2.0 message per number, from what the platforms answered."""
     names = _app_names(session)
     per_number: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    tasks = session.scalars(
-        select(PlatformTask).where(PlatformTask.request_id == request.id).order_by(PlatformTask.id)
-    ).all()
-    for task in tasks:
+    for task in repo.tasks_of(session, request.id):
         if task.answer is None:
             continue
         for item in task.answer.get("counts", []):
@@ -75,7 +72,7 @@ def inquiry_messages(session: Session, request: Request, zone: ZoneInfo) -> list
 
 @jobs.register(NOTIFY_JOB)
 def send_result(session: Session, payload: dict[str, Any], clock: Clock) -> None:
-    request = session.get(Request, int(payload["request_id"]))
+    request = repo.request_by_id(session, int(payload["request_id"]))
     if request is None or request.notify_number is None:
         return
     gateway, zone = _sms()

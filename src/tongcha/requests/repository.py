@@ -1,0 +1,56 @@
+"""Every requests query: a citizen's tenures, their requests and each request's tasks."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongcha.ledger.models import Tenure
+from tongcha.platforms.models import PlatformTask
+from tongcha.requests.models import Request
+
+
+def held_now(session: Session, holder: str) -> list[Tenure]:
+    """The holder's open tenures, oldest first."""
+    return list(
+        session.scalars(
+            select(Tenure)
+            .where(Tenure.holder_digest == holder, Tenure.ended_on.is_(None))
+            .order_by(Tenure.started_on, Tenure.number)
+        )
+    )
+
+
+def former_tenure(session: Session, holder: str, number: int) -> Tenure | None:
+    """The holder's latest ended tenure of this number, if they held it before."""
+    return session.scalars(
+        select(Tenure)
+        .where(Tenure.number == number, Tenure.holder_digest == holder, Tenure.ended_on.is_not(None))
+        .order_by(Tenure.seq.desc())
+        .limit(1)
+    ).first()
+
+
+def request_by_id(session: Session, request_id: int) -> Request | None:
+    return session.get(Request, request_id)
+
+
+def request_of(session: Session, holder: str, public_id: str) -> Request | None:
+    """The holder's request with this public id; None for a missing one or another holder's."""
+    return session.scalars(
+        select(Request).where(Request.public_id == public_id, Request.holder_digest == holder)
+    ).first()
+
+
+def requests_of(session: Session, holder: str, limit: int) -> list[Request]:
+    """The holder's latest requests, newest first."""
+    return list(
+        session.scalars(select(Request).where(Request.holder_digest == holder).order_by(Request.id.desc()).limit(limit))
+    )
+
+
+def tasks_of(session: Session, request_id: int) -> list[PlatformTask]:
+    """The request's platform tasks, in the order they were opened."""
+    return list(
+        session.scalars(select(PlatformTask).where(PlatformTask.request_id == request_id).order_by(PlatformTask.id))
+    )
