@@ -22,13 +22,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
@@ -255,8 +261,82 @@ def sign(
         "htu": path,
         "bsh": body_hash(body),
     }
+    if _is_p256(key) and key.kid is not None:
+        return _es256_sign(key, claims)
     header = {"alg": "ES256", "kid": key.kid, "typ": TOKEN_TYPE}
     return jwt.encode(header, claims, key, algorithms=["ES256"])
+
+
+# --- ES256 compact JWS on `cryptography` directly -----------------------------------
+#
+# Every hub call is signed once and verified once, and joserfc's generic machinery cost
+# more than the elliptic-curve work itself. For the one shape both ends use (ES256 on
+# P-256, a protected header of exactly alg, kid and typ) RFC 7515's compact form is
+# written and checked here with `cryptography`; any other algorithm, key or header
+# goes through joserfc. Tests check each path against the other.
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+_FAST_HEADER = frozenset({"alg", "kid", "typ"})
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _unb64(part: bytes) -> bytes:
+    """Strict base64url without padding (RFC 7515 §2): anything else is refused."""
+    if len(part) % 4 == 1 or _B64URL.fullmatch(part) is None:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
+
+
+def _is_p256(key: object) -> TypeGuard[ECKey]:
+    return isinstance(key, ECKey) and key.curve_name == "P-256"
+
+
+_headers: dict[str, bytes] = {}
+
+
+def _es256_sign(key: ECKey, claims: dict[str, Any]) -> str:
+    kid = str(key.kid)
+    header = _headers.get(kid)
+    if header is None:
+        header = _headers[kid] = _b64(orjson.dumps({"alg": "ES256", "kid": kid, "typ": TOKEN_TYPE}))
+    signing_input = header + b"." + _b64(orjson.dumps(claims))
+    private = key.private_key
+    if private is None:
+        raise SignatureError("a public key cannot sign")
+    r, s = decode_dss_signature(private.sign(signing_input, _ECDSA_SHA256))
+    return (signing_input + b"." + _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode()
+
+
+def _es256_decode(token: str, keys: KeySet) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Header and claims of a verified ES256 token, or None when it is not that shape."""
+    parts = token.encode().split(b".")
+    if len(parts) != 3:
+        raise SignatureError("bad signature: not a compact JWS")
+    try:
+        header = orjson.loads(_unb64(parts[0]))
+    except (ValueError, orjson.JSONDecodeError):
+        raise SignatureError("bad signature: unreadable header") from None
+    if not isinstance(header, dict) or header.get("alg") != "ES256" or set(header) - _FAST_HEADER:
+        return None
+    key = keys.get_by_kid(header.get("kid"))
+    if not _is_p256(key):
+        return None
+    try:
+        raw = _unb64(parts[2])
+        if len(raw) != 64:
+            raise ValueError("an ES256 signature is 64 bytes")
+        der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+        key.public_key.verify(der, parts[0] + b"." + parts[1], _ECDSA_SHA256)
+        claims = orjson.loads(_unb64(parts[1]))
+    except (ValueError, InvalidSignature, orjson.JSONDecodeError):
+        raise SignatureError("bad signature: BadSignatureError") from None
+    if not isinstance(claims, dict):
+        raise SignatureError("bad signature: the claims are not an object")
+    return header, claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,13 +382,17 @@ def verify(
         keys.get_by_kid(kid)
     except (ValueError, KeyError, JoseError):
         raise SignatureError(f"unknown signing key {kid!r}") from None
-    try:
-        decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
-    except (JoseError, ValueError, TypeError) as exc:
-        raise SignatureError(f"bad signature: {exc.__class__.__name__}") from None
-    if decoded.header.get("typ") != TOKEN_TYPE:
+    fast = _es256_decode(token, keys)
+    if fast is not None:
+        header, claims = fast
+    else:
+        try:
+            decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
+        except (JoseError, ValueError, TypeError) as exc:
+            raise SignatureError(f"bad signature: {exc.__class__.__name__}") from None
+        header, claims = decoded.header, decoded.claims
+    if header.get("typ") != TOKEN_TYPE:
         raise SignatureError(f"token type must be {TOKEN_TYPE}")
-    claims = decoded.claims
     moment = time.time() if now is None else now
     exp, iat = claims.get("exp"), claims.get("iat")
     if not isinstance(exp, int) or not isinstance(iat, int):
