@@ -24,7 +24,6 @@ from tongcha.kit.workdays import WorkCalendar, local_midnight
 from tongcha.ledger.models import Tenure
 from tongcha.platforms import fanout
 from tongcha.platforms.fanout import Callee, Target, TaskCall
-from tongcha.platforms.models import PlatformTask
 from tongcha.requests import repository as repo
 from tongcha.requests.models import Request, RequestKind
 from tongcha.sdk.protocol import Operation
@@ -186,7 +185,3 @@ def request_of(session: Session, holder: str, public_id: str) -> Request:
 
 def requests_of(session: Session, holder: str, limit: int = 100) -> list[Request]:
     return repo.requests_of(session, holder, limit)
-
-
-def tasks_of(session: Session, request: Request) -> list[PlatformTask]:
-    return repo.tasks_of(session, request.id)
