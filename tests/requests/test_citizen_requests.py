@@ -135,9 +135,11 @@ def work(sessions: sessionmaker[Session], settings: Settings, clock: FixedClock)
 def test_matching_details_get_a_code_and_the_code_a_token(client: TestClient, hub: Any) -> None:
     token = verify(client, hub, BOB, N)
     numbers = client.get("/v1/me/numbers", headers=token).json()
+    refs = [n.pop("ref") for n in numbers]
     assert numbers == [
         {"number": "+86138****0001", "carrier": "CMCC", "started_on": "2020-10-15", "ended_on": None, "current": True}
     ]
+    assert refs[0] and N[3:] not in refs[0]
 
 
 def test_last_six_digits_verify_too(client: TestClient, hub: Any) -> None:
@@ -345,6 +347,47 @@ def test_a_citizen_acts_only_on_numbers_they_hold(client: TestClient, hub: Any, 
         r = client.post(path, json=body, headers=bob)
         assert r.status_code == 403, (path, body, r.text)
         assert r.json()["error"]["code"] == "PERMISSION_DENIED"
+
+
+def test_a_request_may_name_a_number_by_its_ref_from_my_numbers(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+    alice = verify(client, hub, ALICE, M)
+    mine = client.get("/v1/me/numbers", headers=alice).json()
+    assert {n["number"] for n in mine} == {"+86138****0001", "+86138****0002"}
+    refs = {n["number"]: n["ref"] for n in mine}
+    assert all(N[3:] not in ref and M[3:] not in ref for ref in refs.values())
+    # her former number N, named by its ref: the history of her own tenure
+    r = client.post("/v1/history-inquiries", json={"number_ref": refs["+86138****0001"]}, headers=alice)
+    assert r.status_code == 202, r.text
+    done = settle(client, alice, r.json()["request_id"])
+    assert done["params"]["number"] == N and done["params"]["bound_until"] == "2020-06-01T00:00:00+08:00"
+    # the same rules as with the number spelled out: N is not hers now
+    r = client.post("/v1/unbind-requests", json={"number_ref": refs["+86138****0001"]}, headers=alice)
+    assert r.status_code == 403, r.text
+    r = client.post("/v1/details", json={"number_ref": refs["+86138****0002"], "platform": "JD"}, headers=alice)
+    assert r.status_code == 202, r.text
+    assert settle(client, alice, r.json()["request_id"])["params"]["number"] == M
+
+    # Bob holds N now, but Alice's ref for her old tenure of N means nothing to him
+    bob = verify(client, hub, BOB, N)
+    (his,) = client.get("/v1/me/numbers", headers=bob).json()
+    assert his["ref"] != refs["+86138****0001"]
+    r = client.post("/v1/unbind-requests", json={"number_ref": refs["+86138****0001"]}, headers=bob)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"number": N, "number_ref": "x"}, {"number_ref": "x" * 101}],
+    ids=["neither", "both", "too long"],
+)
+def test_a_request_names_its_number_exactly_once(
+    client: TestClient, hub: Any, jd: SimPlatform, body: dict[str, str]
+) -> None:
+    bob = verify(client, hub, BOB, N)
+    r = client.post("/v1/unbind-requests", json=body, headers=bob)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
 
 
 def test_one_holders_token_never_reads_anothers_requests(client: TestClient, hub: Any, jd: SimPlatform) -> None:

@@ -89,7 +89,7 @@ def revoke_session(citizen: CitizenCaller, session: SessionDep, hub: HubDep) -> 
     summary="Every number under my ID: held now, and held before",
     responses=responses(Unauthenticated),
 )
-def my_numbers(citizen: CitizenCaller, session: SessionDep) -> list[NumberOut]:
+def my_numbers(citizen: CitizenCaller, session: SessionDep, hub: HubDep) -> list[NumberOut]:
     carriers = {c.id: c.code for c in ledger_repo.carriers(session)}
     return [
         NumberOut(
@@ -98,6 +98,7 @@ def my_numbers(citizen: CitizenCaller, session: SessionDep) -> list[NumberOut]:
             started_on=held.started_on,
             ended_on=held.ended_on,
             current=held.ended_on is None,
+            ref=held.ref,
         )
-        for held in service.numbers_of(session, citizen.holder_digest)
+        for held in service.numbers_of(session, hub.digester, citizen.holder_digest)
     ]

@@ -33,3 +33,4 @@ class NumberOut(BaseModel):
     started_on: date
     ended_on: date | None
     current: bool
+    ref: str = Field(description="names this tenure's number in a request (number_ref) without spelling it out")

@@ -185,11 +185,28 @@ class HeldNumber:
     started_on: date
     ended_on: date | None
     end_reason: str | None
+    # What a request may name instead of the number, which the API shows only masked.
+    ref: str
 
 
-def numbers_of(session: Session, holder_digest: str) -> list[HeldNumber]:
+def numbers_of(session: Session, digester: Digester, holder_digest: str) -> list[HeldNumber]:
     """Every tenure under this holder: numbers held now, and numbers held before."""
     return [
-        HeldNumber(t.number, t.carrier_id, t.started_on, t.ended_on, t.end_reason)
+        HeldNumber(
+            t.number,
+            t.carrier_id,
+            t.started_on,
+            t.ended_on,
+            t.end_reason,
+            digester.tenure_ref(holder_digest, t.number, t.seq),
+        )
         for t in repo.tenures_of(session, holder_digest)
     ]
+
+
+def number_of_ref(session: Session, digester: Digester, holder_digest: str, ref: str) -> int:
+    """The number behind a ``ref`` from this holder's list; another holder's ref is unknown."""
+    for held in numbers_of(session, digester, holder_digest):
+        if held.ref == ref:
+            return held.number
+    raise NotFound("number_ref names none of your numbers; list them again with GET /v1/me/numbers")

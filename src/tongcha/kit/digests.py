@@ -77,6 +77,10 @@ class Digester:
         """A one-time SMS code, bound to its verification."""
         return self._mac(b"code\x00", f"{verification_id}\x00{code}".encode())
 
+    def tenure_ref(self, holder: str, number: int, seq: int) -> str:
+        """An opaque name for one tenure, meaningful only to its own holder."""
+        return self._mac(b"tenure-ref\x00", f"{holder}\x00{number}\x00{seq}".encode())
+
     def client(self, address: str) -> str:
         """A client's network address, for rate limits without keeping addresses."""
         return self._mac(b"client\x00", address.encode())

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from tongcha.identity import service as identity
 from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, responses
 from tongcha.kit.phone import parse_mobile
 from tongcha.platforms import fanout
 from tongcha.platforms.dispatch import run_claimed
 from tongcha.requests import service
 from tongcha.requests.models import RequestKind
-from tongcha.requests.schemas import Accepted, DetailIn, DisputeIn, HistoryIn, InquiryIn, RequestOut, TaskOut, UnbindIn
+from tongcha.requests.schemas import (
+    Accepted,
+    DetailIn,
+    DisputeIn,
+    HistoryIn,
+    InquiryIn,
+    OneNumber,
+    RequestOut,
+    TaskOut,
+    UnbindIn,
+)
 from tongcha.requests.service import Ask, Citizen
 from tongcha.web.deps import CitizenCaller, HubDep
 from tongcha.web.state import HubState
@@ -23,17 +35,25 @@ router = APIRouter(tags=["citizen"])
 ERRORS = responses(InvalidArgument, Unauthenticated, PermissionDenied, NotFound)
 
 
-async def _open(hub: HubState, citizen: Citizen, ask: Ask) -> Accepted:
+async def _open(hub: HubState, citizen: Citizen, ask: Ask, about: OneNumber | None = None) -> Accepted:
     wait_s = hub.settings.fanout_wait_ms / 1000
     now = hub.clock.now()
+    if about is not None and about.number is not None:
+        ask = replace(ask, number=parse_mobile(about.number))
 
     def open_() -> tuple[str, datetime, list[fanout.TaskCall]]:
+        # Read before the transaction: on SQLite it holds the write lock from its start.
+        callees = list(hub.platforms.callees())
         with hub.sessions() as session, session.begin():
+            asked = ask
+            if about is not None and about.number_ref is not None:
+                number = identity.number_of_ref(session, hub.digester, citizen.holder_digest, about.number_ref)
+                asked = replace(ask, number=number)
             request, calls = service.open_citizen_request(
                 session,
                 citizen=citizen,
-                ask=ask,
-                callees=list(hub.platforms.callees()),
+                ask=asked,
+                callees=callees,
                 calendar=hub.calendar,
                 zone=hub.zone,
                 now=now,
@@ -61,7 +81,7 @@ async def inquiry(body: InquiryIn, citizen: CitizenCaller, hub: HubDep) -> Accep
 
 @router.post("/v1/details", status_code=202, summary="The accounts (masked) at one enterprise", responses=ERRORS)
 async def detail(body: DetailIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
-    return await _open(hub, citizen, Ask(RequestKind.detail, number=parse_mobile(body.number), platform=body.platform))
+    return await _open(hub, citizen, Ask(RequestKind.detail, platform=body.platform), body)
 
 
 @router.post(
@@ -72,21 +92,15 @@ async def detail(body: DetailIn, citizen: CitizenCaller, hub: HubDep) -> Accepte
 )
 async def unbind(body: UnbindIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
     platforms = tuple(body.platforms) if body.platforms is not None else None
-    return await _open(hub, citizen, Ask(RequestKind.unbind, number=parse_mobile(body.number), platforms=platforms))
+    return await _open(hub, citizen, Ask(RequestKind.unbind, platforms=platforms), body)
 
 
 @router.post(
     "/v1/disputes", status_code=202, summary="An account in my tenure I did not open: act on it", responses=ERRORS
 )
 async def dispute(body: DisputeIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
-    ask = Ask(
-        RequestKind.dispute,
-        number=parse_mobile(body.number),
-        platform=body.platform,
-        account_ref=body.account_ref,
-        action=body.action,
-    )
-    return await _open(hub, citizen, ask)
+    ask = Ask(RequestKind.dispute, platform=body.platform, account_ref=body.account_ref, action=body.action)
+    return await _open(hub, citizen, ask, body)
 
 
 @router.post(
@@ -96,7 +110,7 @@ async def dispute(body: DisputeIn, citizen: CitizenCaller, hub: HubDep) -> Accep
     responses=ERRORS,
 )
 async def history(body: HistoryIn, citizen: CitizenCaller, hub: HubDep) -> Accepted:
-    return await _open(hub, citizen, Ask(RequestKind.history, number=parse_mobile(body.number)))
+    return await _open(hub, citizen, Ask(RequestKind.history), body)
 
 
 def _out(progress: fanout.Progress) -> RequestOut:

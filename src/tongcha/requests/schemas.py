@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class Accepted(BaseModel):
@@ -15,25 +15,35 @@ class InquiryIn(BaseModel):
     """Every number held under my ID now, every platform: how many accounts on each."""
 
 
-class DetailIn(BaseModel):
-    number: str
+class OneNumber(BaseModel):
+    """A request about one number: the number itself, or its ``ref`` from GET /v1/me/numbers."""
+
+    number: str | None = Field(default=None, description="E.164, e.g. +8613800138000")
+    number_ref: str | None = Field(default=None, max_length=100, description="a ref from GET /v1/me/numbers")
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> OneNumber:
+        if (self.number is None) == (self.number_ref is None):
+            raise ValueError("give exactly one of number and number_ref")
+        return self
+
+
+class DetailIn(OneNumber):
     platform: str = Field(description="the enterprise's code, e.g. ALIBABA")
 
 
-class UnbindIn(BaseModel):
-    number: str
+class UnbindIn(OneNumber):
     platforms: list[str] | None = Field(default=None, description="codes; every platform if absent")
 
 
-class DisputeIn(BaseModel):
-    number: str
+class DisputeIn(OneNumber):
     platform: str
     account_ref: str = Field(min_length=1, max_length=200)
     action: Literal["unbind", "freeze", "cancel"]
 
 
-class HistoryIn(BaseModel):
-    number: str = Field(description="a number I held before")
+class HistoryIn(OneNumber):
+    """A number I held before."""
 
 
 class TaskOut(BaseModel):

@@ -10,6 +10,7 @@ The rules that protect people live here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -84,9 +85,9 @@ def unbind_cutoff(started_on: date, zone: ZoneInfo) -> datetime:
     return local_midnight(started_on, zone)
 
 
-def _pick(callees: list[Callee], codes: tuple[str, ...] | None) -> list[Callee]:
+def _pick(callees: Sequence[Callee], codes: tuple[str, ...] | None) -> list[Callee]:
     if codes is None:
-        return callees
+        return list(callees)
     known = {c.code: c for c in callees}
     missing = [code for code in codes if code not in known]
     if missing:
@@ -99,7 +100,7 @@ def open_citizen_request(
     *,
     citizen: Citizen,
     ask: Ask,
-    callees: list[Callee],
+    callees: Sequence[Callee],
     calendar: WorkCalendar,
     zone: ZoneInfo,
     now: datetime,

@@ -361,33 +361,12 @@
     }
     const body = document.getElementById("numbers-body");
     $("numbers-empty").hidden = numbers.length > 0;
-    body.replaceChildren(...numbers.map((held) => numberRow(held, verified)));
+    body.replaceChildren(...numbers.map((held) => numberRow(held)));
   }
 
-  // The API shows numbers masked; the actions need the whole number. The number the
-  // citizen verified with is known; any other they type, and it must fit the mask.
-  function fullNumber(held, verified, input) {
-    if (verified && mask(verified) === held.number) return verified;
-    const typed = e164(input ? input.value : "");
-    if (mask(typed) !== held.number) {
-      say(`请输入完整号码 ${held.number}。Type the whole number ${held.number} to act on it.`, "error");
-      return null;
-    }
-    return typed;
-  }
-
-  function numberRow(held, verified) {
-    const known = verified && mask(verified) === held.number;
-    const input = known
-      ? null
-      : el("input", {
-          testid: "number-full",
-          inputmode: "tel",
-          placeholder: `完整号码 whole number ${held.number}`,
-          autocomplete: "off",
-        });
+  // The API shows numbers masked; a request names one by its ref from that list.
+  function numberRow(held) {
     const actions = el("div", { className: "row-actions" });
-    if (input) actions.append(input);
     if (held.current) {
       const select = el(
         "select",
@@ -405,8 +384,7 @@
               type: "button",
               testid: "detail-button",
               onclick: (event) => {
-                const number = fullNumber(held, verified, input);
-                if (number && select.value) open("/v1/details", { number, platform: select.value }, event.currentTarget);
+                if (select.value) open("/v1/details", { number_ref: held.ref, platform: select.value }, event.currentTarget);
               },
             },
             "账号明细 List my accounts",
@@ -417,10 +395,7 @@
           {
             type: "button",
             testid: "unbind-button",
-            onclick: (event) => {
-              const number = fullNumber(held, verified, input);
-              if (number) open("/v1/unbind-requests", { number }, event.currentTarget);
-            },
+            onclick: (event) => open("/v1/unbind-requests", { number_ref: held.ref }, event.currentTarget),
           },
           "一键解绑 Unbind what the previous holder left",
         ),
@@ -432,10 +407,7 @@
           {
             type: "button",
             testid: "history-button",
-            onclick: (event) => {
-              const number = fullNumber(held, verified, input);
-              if (number) open("/v1/history-inquiries", { number }, event.currentTarget);
-            },
+            onclick: (event) => open("/v1/history-inquiries", { number_ref: held.ref }, event.currentTarget),
           },
           "历史查询 Accounts from my time with it",
         ),
