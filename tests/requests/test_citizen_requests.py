@@ -44,7 +44,7 @@ def at(day: str, hour: int = 12) -> datetime:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(env="dev", database_url=db_url, index_refresh_seconds=0.0, fanout_wait_ms=500)
+    return Settings(env="dev", database_url=db_url, index_refresh_seconds=0.0, fanout_wait_ms=1000)
 
 
 @pytest.fixture
