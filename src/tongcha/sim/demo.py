@@ -123,7 +123,7 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
         console.print(
             f"  1. {people.previous.holder_name}, ID number {people.previous.holder_id}, held {people.number} "
             f"until {people.ended_on}. Verify with {people.previous_now}, the number they hold now, then ask "
-            f"for the history of {people.number} (type it in full): what is still bound from their time."
+            f"for the history of {people.number} (its row under My numbers): what is still bound from their time."
         )
         console.print(
             f"  2. {people.holder.holder_name}, ID number {people.holder.holder_id}, holds {people.number} "
