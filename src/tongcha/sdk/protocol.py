@@ -311,20 +311,13 @@ def _es256_sign(key: ECKey, claims: dict[str, Any]) -> str:
     return (signing_input + b"." + _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode()
 
 
-def _es256_decode(token: str, keys: KeySet) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Header and claims of a verified ES256 token, or None when it is not that shape."""
+def _es256_claims(token: str, header: dict[str, Any], key: object) -> dict[str, Any] | None:
+    """The claims of a verified ES256 token, or None when it is not that shape."""
+    if header.get("alg") != "ES256" or set(header) - _FAST_HEADER or not _is_p256(key):
+        return None
     parts = token.encode().split(b".")
-    if len(parts) != 3:
+    if len(parts) != 3 or _B64URL.fullmatch(parts[0]) is None:
         raise SignatureError("bad signature: not a compact JWS")
-    try:
-        header = orjson.loads(_unb64(parts[0]))
-    except (ValueError, orjson.JSONDecodeError):
-        raise SignatureError("bad signature: unreadable header") from None
-    if not isinstance(header, dict) or header.get("alg") != "ES256" or set(header) - _FAST_HEADER:
-        return None
-    key = keys.get_by_kid(header.get("kid"))
-    if not _is_p256(key):
-        return None
     try:
         raw = _unb64(parts[2])
         if len(raw) != 64:
@@ -336,7 +329,7 @@ def _es256_decode(token: str, keys: KeySet) -> tuple[dict[str, Any], dict[str, A
         raise SignatureError("bad signature: BadSignatureError") from None
     if not isinstance(claims, dict):
         raise SignatureError("bad signature: the claims are not an object")
-    return header, claims
+    return claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,14 +340,19 @@ class Verified:
     kid: str
 
 
-def peek_kid(token: str) -> str | None:
-    """The ``kid`` a token names, read without trusting it (to pick or fetch keys)."""
+def _peek_header(token: str) -> dict[str, Any] | None:
+    """A token's protected header, read without trusting it."""
     try:
         head = token.split(".", 1)[0]
-        padded = head + "=" * (-len(head) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded)).get("kid")
-    except (ValueError, AttributeError):
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except ValueError:
         return None
+    return header if isinstance(header, dict) else None
+
+
+def peek_kid(token: str) -> str | None:
+    """The ``kid`` a token names, read without trusting it (to pick or fetch keys)."""
+    value = (_peek_header(token) or {}).get("kid")
     return value if isinstance(value, str) else None
 
 
@@ -375,16 +373,17 @@ def verify(
     """
     if not token:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
-    kid = peek_kid(token)
-    if kid is None:
+    header = _peek_header(token) or {}
+    kid = header.get("kid")
+    if not isinstance(kid, str):
         raise SignatureError("the signature names no key (kid)")
     try:
-        keys.get_by_kid(kid)
+        key = keys.get_by_kid(kid)
     except (ValueError, KeyError, JoseError):
         raise SignatureError(f"unknown signing key {kid!r}") from None
-    fast = _es256_decode(token, keys)
+    fast = _es256_claims(token, header, key)
     if fast is not None:
-        header, claims = fast
+        claims = fast
     else:
         try:
             decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
