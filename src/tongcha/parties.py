@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from tongcha.kit import credentials
 from tongcha.kit.credentials import Credential, PartyKind
+from tongcha.kit.db import add_row
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound
 from tongcha.ledger.models import Carrier
 from tongcha.platforms import service as platforms_service
@@ -22,9 +23,7 @@ def add_carrier(session: Session, code: str, name: str, quarantine_days: int, no
         raise InvalidArgument("quarantine_days must be between 0 and 3650")
     if session.scalars(select(Carrier).where(Carrier.code == code)).first() is not None:
         raise Conflict(f"a carrier with code {code!r} exists already")
-    carrier = Carrier(code=code, name=name, quarantine_days=quarantine_days, created_at=now)
-    session.add(carrier)
-    session.flush()
+    carrier = add_row(session, Carrier(code=code, name=name, quarantine_days=quarantine_days, created_at=now))
     return credentials.issue(session, PartyKind.carrier, carrier.id, now)
 
 

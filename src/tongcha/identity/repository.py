@@ -51,39 +51,6 @@ def verifications_from_client(session: Session, client_digest: str, since: datet
     return found or 0
 
 
-def new_verification(
-    session: Session,
-    *,
-    public_id: str,
-    number: int,
-    method: str,
-    holder_digest: str | None,
-    code_digest: str | None,
-    state: str,
-    tries_left: int,
-    client_digest: str,
-    created_at: datetime,
-    expires_at: datetime,
-    resend_after: datetime,
-) -> Verification:
-    verification = Verification(
-        public_id=public_id,
-        number=number,
-        method=method,
-        holder_digest=holder_digest,
-        code_digest=code_digest,
-        state=state,
-        tries_left=tries_left,
-        client_digest=client_digest,
-        created_at=created_at,
-        expires_at=expires_at,
-        resend_after=resend_after,
-    )
-    session.add(verification)
-    session.flush()
-    return verification
-
-
 def verification_to_redeem(session: Session, public_id: str) -> Verification | None:
     """The verification, locked for the rest of the transaction on PostgreSQL."""
     stmt = select(Verification).where(Verification.public_id == public_id)
@@ -93,21 +60,6 @@ def verification_to_redeem(session: Session, public_id: str) -> Verification | N
 
 
 # ----- citizen sessions -------------------------------------------------------------
-
-
-def new_citizen_session(
-    session: Session, *, token_hash: str, holder_digest: str, number: int, created_at: datetime, expires_at: datetime
-) -> CitizenSession:
-    row = CitizenSession(
-        token_hash=token_hash,
-        holder_digest=holder_digest,
-        number=number,
-        created_at=created_at,
-        expires_at=expires_at,
-    )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def citizen_session_by_token_hash(session: Session, token_hash: str) -> CitizenSession | None:

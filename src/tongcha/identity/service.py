@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tongcha.identity import repository as repo
 from tongcha.identity.models import CitizenSession, Verification
+from tongcha.kit.db import add_row
 from tongcha.kit.digests import Digester
 from tongcha.kit.errors import ApiError, InvalidArgument, NotFound, TooManyRequests
 from tongcha.kit.idcard import validate_id_number
@@ -94,19 +95,21 @@ def start(
         holder = tenure.holder_digest if matched else None
     public_id = f"v_{secrets.token_urlsafe(18)}"
     code = f"{secrets.randbelow(1_000_000):06d}" if holder is not None else None
-    verification = repo.new_verification(
+    verification = add_row(
         session,
-        public_id=public_id,
-        number=number,
-        method=method,
-        holder_digest=holder,
-        code_digest=digester.code(public_id, code) if code is not None else None,
-        state="pending",
-        tries_left=CODE_TRIES,
-        client_digest=client_digest,
-        created_at=now,
-        expires_at=now + CODE_TTL,
-        resend_after=now + RESEND_AFTER,
+        Verification(
+            public_id=public_id,
+            number=number,
+            method=method,
+            holder_digest=holder,
+            code_digest=digester.code(public_id, code) if code is not None else None,
+            state="pending",
+            tries_left=CODE_TRIES,
+            client_digest=client_digest,
+            created_at=now,
+            expires_at=now + CODE_TTL,
+            resend_after=now + RESEND_AFTER,
+        ),
     )
     return Started(verification, code)
 
@@ -152,13 +155,15 @@ def redeem(
     verification.state = "verified"
     verification.verified_at = now
     token = f"tc_c_{secrets.token_urlsafe(32)}"
-    repo.new_citizen_session(
+    add_row(
         session,
-        token_hash=_token_hash(token),
-        holder_digest=verification.holder_digest,
-        number=verification.number,
-        created_at=now,
-        expires_at=now + TOKEN_TTL,
+        CitizenSession(
+            token_hash=_token_hash(token),
+            holder_digest=verification.holder_digest,
+            number=verification.number,
+            created_at=now,
+            expires_at=now + TOKEN_TTL,
+        ),
     )
     return token, int(TOKEN_TTL.total_seconds())
 

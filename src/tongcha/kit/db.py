@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect
@@ -20,6 +20,16 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+_Row = TypeVar("_Row")
+
+
+def add_row(session: Session, row: _Row) -> _Row:
+    """Insert one new row now (flush, no commit), so its generated id is known."""
+    session.add(row)
+    session.flush()
+    return row
 
 
 # SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.

@@ -19,7 +19,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from tongcha.kit.clock import Clock
-from tongcha.kit.db import Base, BigId, UtcDateTime, is_postgres
+from tongcha.kit.db import Base, BigId, UtcDateTime, add_row, is_postgres
 
 log = logging.getLogger("tongcha.jobs")
 
@@ -74,9 +74,7 @@ def enqueue(
         created_at=now,
         group_id=group_id,
     )
-    session.add(job)
-    session.flush()
-    return job
+    return add_row(session, job)
 
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> timedelta:

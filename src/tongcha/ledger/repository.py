@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Integer, String, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from tongcha.kit.db import is_postgres
+from tongcha.kit.db import add_row, is_postgres
 from tongcha.ledger.models import (
     Carrier,
     LedgerEvent,
@@ -35,10 +35,7 @@ def carriers(session: Session) -> list[Carrier]:
 
 
 def new_revision(session: Session, carrier_id: int, source: str, now: datetime) -> LedgerRevision:
-    revision = LedgerRevision(carrier_id=carrier_id, source=source, created_at=now)
-    session.add(revision)
-    session.flush()
-    return revision
+    return add_row(session, LedgerRevision(carrier_id=carrier_id, source=source, created_at=now))
 
 
 def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -304,7 +301,4 @@ def add_checks(session: Session, rows: list[tuple[Any, ...]]) -> None:
 
 
 def new_batch(session: Session, platform_id: int | None, now: datetime) -> ReassignmentBatch:
-    batch = ReassignmentBatch(platform_id=platform_id, received_at=now, rows=0, invalid_rows=0)
-    session.add(batch)
-    session.flush()
-    return batch
+    return add_row(session, ReassignmentBatch(platform_id=platform_id, received_at=now, rows=0, invalid_rows=0))

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from tongcha.kit import jobs
-from tongcha.kit.db import is_postgres
+from tongcha.kit.db import add_row, is_postgres
 from tongcha.platforms.models import FINAL_STATES, Platform, PlatformStatus, PlatformTask, SeenToken, TaskState
 from tongcha.requests.models import Request, RequestKind, RequestState
 from tongcha.sdk.protocol import Operation
@@ -198,8 +198,7 @@ def open_request(
         due_by=due_by,
         notify_number=notify_number,
     )
-    session.add(request)
-    session.flush()
+    add_row(session, request)
     # Core rather than ORM objects: a fan-out writes many rows and this is its hot path.
     rows, calls = [], []
     give_up_at = now + give_up_after

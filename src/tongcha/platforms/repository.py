@@ -46,37 +46,6 @@ def callable_platforms(session: Session) -> list[Platform]:
     )
 
 
-def new_platform(
-    session: Session,
-    *,
-    code: str,
-    name: str,
-    name_zh: str | None,
-    account_model: str,
-    base_url: str | None,
-    status: str,
-    timeout_ms: int,
-    max_concurrency: int,
-    sla_overrides: dict[str, Any],
-    created_at: datetime,
-) -> Platform:
-    platform = Platform(
-        code=code,
-        name=name,
-        name_zh=name_zh,
-        account_model=account_model,
-        base_url=base_url,
-        status=status,
-        timeout_ms=timeout_ms,
-        max_concurrency=max_concurrency,
-        sla_overrides=sla_overrides,
-        created_at=created_at,
-    )
-    session.add(platform)
-    session.flush()
-    return platform
-
-
 # ----- apps -------------------------------------------------------------------------
 
 
@@ -96,13 +65,6 @@ def app_exists(session: Session, platform_id: int, code: str) -> bool:
     return session.scalars(stmt).first() is not None
 
 
-def new_app(session: Session, *, platform_id: int, code: str, name_zh: str, name_en: str) -> PlatformApp:
-    row = PlatformApp(platform_id=platform_id, code=code, name_zh=name_zh, name_en=name_en)
-    session.add(row)
-    session.flush()
-    return row
-
-
 # ----- the platforms' callback keys -------------------------------------------------
 
 
@@ -110,13 +72,6 @@ def key_exists(session: Session, platform_id: int, kid: str) -> bool:
     """Whether the platform has a key with this kid, live or retired."""
     stmt = select(PlatformKey.id).where(PlatformKey.platform_id == platform_id, PlatformKey.kid == kid)
     return session.scalars(stmt).first() is not None
-
-
-def new_key(session: Session, *, platform_id: int, kid: str, jwk: dict[str, Any], created_at: datetime) -> PlatformKey:
-    row = PlatformKey(platform_id=platform_id, kid=kid, jwk=jwk, created_at=created_at)
-    session.add(row)
-    session.flush()
-    return row
 
 
 def live_key(session: Session, platform_id: int, kid: str) -> PlatformKey | None:

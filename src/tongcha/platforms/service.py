@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit import credentials
 from tongcha.kit.credentials import PartyKind
+from tongcha.kit.db import add_row
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
 from tongcha.platforms import fanout
 from tongcha.platforms import repository as repo
 from tongcha.platforms.catalogue import ENTERPRISES, AccountModel
-from tongcha.platforms.models import Platform, PlatformApp, PlatformStatus
+from tongcha.platforms.models import Platform, PlatformApp, PlatformKey, PlatformStatus
 from tongcha.platforms.repository import apps_of as apps_of
 from tongcha.platforms.repository import callable_platforms as callable_platforms
 from tongcha.platforms.repository import live_kids as live_kids
@@ -69,18 +70,20 @@ def _register(session: Session, spec: PlatformSpec, now: datetime) -> Platform:
     check_code(spec.code)
     if repo.code_taken(session, spec.code):
         raise Conflict(f"a platform with code {spec.code!r} exists already")
-    platform = repo.new_platform(
+    platform = add_row(
         session,
-        code=spec.code,
-        name=spec.name,
-        name_zh=spec.name_zh,
-        account_model=spec.account_model.value,
-        base_url=check_base_url(spec.base_url) if spec.base_url else None,
-        status=PlatformStatus.active.value,
-        timeout_ms=3000,
-        max_concurrency=32,
-        sla_overrides={},
-        created_at=now,
+        Platform(
+            code=spec.code,
+            name=spec.name,
+            name_zh=spec.name_zh,
+            account_model=spec.account_model.value,
+            base_url=check_base_url(spec.base_url) if spec.base_url else None,
+            status=PlatformStatus.active.value,
+            timeout_ms=3000,
+            max_concurrency=32,
+            sla_overrides={},
+            created_at=now,
+        ),
     )
     for app in spec.apps:
         add_app(session, platform, app)
@@ -97,7 +100,9 @@ def add_app(session: Session, platform: Platform, app: AppSpec) -> PlatformApp:
     check_code(app.code)
     if repo.app_exists(session, platform.id, app.code):
         raise Conflict(f"{platform.code} has an app {app.code!r} already")
-    return repo.new_app(session, platform_id=platform.id, code=app.code, name_zh=app.name_zh, name_en=app.name_en)
+    return add_row(
+        session, PlatformApp(platform_id=platform.id, code=app.code, name_zh=app.name_zh, name_en=app.name_en)
+    )
 
 
 def seed(session: Session, now: datetime) -> list[str]:
@@ -166,7 +171,7 @@ def add_key(session: Session, code: str, jwk: dict[str, Any], now: datetime) -> 
         raise Conflict(f"{code} has a key {kid!r} already")
     public = dict(key.as_dict(private=False))
     public["kid"] = kid
-    repo.new_key(session, platform_id=platform.id, kid=kid, jwk=public, created_at=now)
+    add_row(session, PlatformKey(platform_id=platform.id, kid=kid, jwk=public, created_at=now))
     return kid
 
 
