@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -11,8 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from tests.notify.provider import Provider, provider_app
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
 from tongcha.notify import sms
@@ -41,9 +40,6 @@ MASKED = "+86138****8000"
 TEXT = "【通查】您的验证码是482913，5分钟内有效。请勿告诉他人。"
 REAL_SECRET = "s" * 40
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-
 
 def fresh_number() -> str:
     """A number no other test sends to, for the process-wide inbox."""
@@ -51,53 +47,6 @@ def fresh_number() -> str:
 
 
 # ----- a provider on loopback ----------------------------------------------------------
-
-
-@dataclass
-class Provider:
-    """A small SMS provider: the path says how it answers; every request is recorded."""
-
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-    def endpoint(self, behaviour: str) -> str:
-        return f"{self.url}/{behaviour}"
-
-
-def provider_app(received: list[dict[str, Any]]) -> Callable[..., Awaitable[None]]:
-    async def app(
-        scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
-    ) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        received.append({"path": scope["path"], "method": scope["method"], "headers": headers, "body": body})
-        behaviour = scope["path"].strip("/")
-        status, answer = 200, b'{"id": "prov-' + str(len(received)).encode() + b'"}'
-        if behaviour == "slow":
-            await asyncio.sleep(1.0)
-        elif behaviour == "broken":
-            status, answer = 500, b'{"error": "internal"}'
-        elif behaviour == "busy":
-            status, answer = 429, b'{"error": "slow down"}'
-        elif behaviour == "rejected":
-            status, answer = 400, b'{"error": "bad number"}'
-        elif behaviour == "no-id":
-            answer = b'{"status": "queued"}'
-        elif behaviour == "not-json":
-            answer = b"OK"
-        await send(
-            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
-        )
-        await send({"type": "http.response.body", "body": answer})
-
-    return app
 
 
 def free_port() -> int:

@@ -14,16 +14,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import bearer
+from tests.conftest import bearer, serving
 from tests.factories import ALICE, BOB, ev
+from tests.notify.provider import Provider, provider_app
 from tongcha.kit import jobs
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.keys import Keyring
 from tongcha.kit.settings import Settings
+from tongcha.notify.sms import HttpGateway
 from tongcha.platforms import service as platforms
 from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
+from tongcha.requests import tasks as request_tasks
 from tongcha.sim.accounts import SimAccount, tenures_from_events
 from tongcha.sim.platforms import PlatformFleet, SimPlatform, enterprise
 
@@ -267,6 +271,51 @@ def test_inquiry_counts_only_my_tenure_and_the_result_comes_by_sms(
     assert task["answer"] == {"counts": [{"app": "jd", "count": 2}]}
     work(sessions, settings, clock)  # the worker sends the result SMS
     assert hub.sms.inbox(N)[-1].text == "截至11月23日，您名下尾号为0001的电话卡所注册的互联网账号如下：京东账号2个。"
+
+
+@pytest.fixture
+def sms_provider() -> Iterator[Provider]:
+    received: list[dict[str, Any]] = []
+    with serving(provider_app(received)) as url:
+        yield Provider(url, received)
+
+
+def test_an_inquiry_over_two_numbers_texts_each_result_once_though_the_provider_fails_once(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    parties: dict[str, str],
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+    sms_provider: Provider,
+) -> None:
+    second = "+8613800000003"  # Bob's since 2021, with one JD account of his own
+    r = client.post(
+        "/carrier/v1/events", json=[ev("activated", second, "2021-01-01", BOB)], headers=bearer(parties["CMCC"])
+    )
+    assert r.status_code == 200, r.text
+    jd.accounts.add(SimAccount("c1", "jd", "李*", "李*", second, at("2021-02-02").astimezone(UTC), at("2026-01-01")))
+    token = verify(client, hub, BOB, N)
+    r = client.post("/v1/inquiries", json={}, headers=token)
+    assert settle(client, token, r.json()["request_id"])["state"] == "completed"
+    # The worker texts through a provider that refuses the second message it is sent, once.
+    with HttpGateway(sms_provider.endpoint("second-fails-once"), "key-123", "TONGCHA", timeout=2.0) as gateway:
+        request_tasks.configure(gateway, SHANGHAI)
+        try:
+            work(sessions, settings, clock)
+            for _ in range(3):  # the worker runs on, past the refused message's back-off
+                clock.advance(timedelta(minutes=10))
+                jobs.run_due(sessions, clock)
+        finally:
+            request_tasks.configure(hub.sms, hub.zone)
+    assert [call["status"] for call in sms_provider.received] == [200, 503, 200]
+    assert sms_provider.delivered() == [
+        (N, "截至11月23日，您名下尾号为0001的电话卡所注册的互联网账号如下：京东账号2个。"),
+        (N, "截至11月23日，您名下尾号为0003的电话卡所注册的互联网账号如下：京东账号1个。"),
+    ]
+    with sessions() as session:
+        assert set(session.scalars(select(jobs.Job.state))) == {"done"}
 
 
 def test_unbind_removes_only_what_the_previous_holder_left(

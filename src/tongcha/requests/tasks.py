@@ -70,16 +70,43 @@ def inquiry_messages(session: Session, request: Request, zone: ZoneInfo) -> list
     ]
 
 
+# One message of a result that takes several (an inquiry over several numbers).
+RESULT_MESSAGE_JOB = "requests.result_message"
+
+
 @jobs.register(NOTIFY_JOB)
 def send_result(session: Session, payload: dict[str, Any], clock: Clock) -> None:
+    """Send a completed request's result to the phone the citizen verified with.
+
+    A result of one message is sent here. A result of several gets one job per message,
+    queued in this job's transaction and sending nothing here: a job is retried whole, so
+    a gateway failure on one message must retry that message alone, never resend one the
+    citizen already has.
+    """
     request = repo.request_by_id(session, int(payload["request_id"]))
     if request is None or request.notify_number is None:
         return
     gateway, zone = _sms()
-    to = e164(request.notify_number)
     if request.kind == RequestKind.inquiry.value:
         texts = inquiry_messages(session, request, zone)
     else:
         texts = [templates.request_done(kind=request.kind, request_id=request.public_id, url=None)]
+    if len(texts) == 1:
+        gateway.send(e164(request.notify_number), texts[0])
+        return
+    # The text itself, not how to compose it: a retry sends what the first try would
+    # have, even if an app is renamed in between.
     for text in texts:
-        gateway.send(to, text)
+        jobs.enqueue(
+            session, RESULT_MESSAGE_JOB, {"request_id": request.id, "text": text}, clock.now(), group_id=request.id
+        )
+
+
+@jobs.register(RESULT_MESSAGE_JOB)
+def send_result_message(session: Session, payload: dict[str, Any], clock: Clock) -> None:
+    """Send one message of a result that takes several (queued by ``send_result``)."""
+    request = repo.request_by_id(session, int(payload["request_id"]))
+    if request is None or request.notify_number is None:
+        return
+    gateway, _ = _sms()
+    gateway.send(e164(request.notify_number), str(payload["text"]))
