@@ -64,3 +64,20 @@ def test_fast_path_leaves_auth_failures_to_the_route(client: TestClient, parties
         headers={**bearer(parties["JD"]), "x-correlator": "fast-1"},
     )
     assert r.headers["x-correlator"] == "fast-1"
+
+
+@pytest.mark.usefixtures("history")
+def test_fast_answers_carry_a_correlator_like_every_other_answer(client: TestClient, parties: dict[str, str]) -> None:
+    asks = [
+        get_check(client, parties["JD"], N, "2019-01-01"),  # fast
+        get_check(client, parties["JD"], N, "2020-02-30"),  # routed: 400
+    ]
+    made = [r.headers["x-correlator"] for r in asks]
+    assert all(len(value) == 32 for value in made) and made[0] != made[1]
+    r = client.get(
+        f"/platform/v1/reassignments/{N}",
+        params={"since": "2019-01-01"},
+        headers={**bearer(parties["JD"]), "x-correlator": "bad value with spaces"},
+    )
+    assert r.status_code == 200
+    assert r.headers["x-correlator"] != "bad value with spaces"

@@ -23,13 +23,7 @@ class CorrelatorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        value = None
-        for key, raw in scope["headers"]:
-            if key == b"x-correlator":
-                text = raw.decode("latin-1")
-                value = text if _VALID.fullmatch(text) else None
-                break
-        value = value or uuid.uuid4().hex
+        value = correlator_of(scope)
         token = correlator.set(value)
         header = (b"x-correlator", value.encode())
 
@@ -42,6 +36,17 @@ class CorrelatorMiddleware:
             await self.app(scope, receive, send_with)
         finally:
             correlator.reset(token)
+
+
+def correlator_of(scope: Scope) -> str:
+    """The caller's ``x-correlator`` when it is well formed, else a new one."""
+    for key, raw in scope["headers"]:
+        if key == b"x-correlator":
+            text: str = raw.decode("latin-1")
+            if _VALID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
 
 
 class CorrelatorFilter(logging.Filter):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
@@ -128,7 +127,7 @@ async def _check_one(
     day = service.parse_since(since, service.today_in(state.settings, state.clock))
     ans = service.answer(parsed, day, *index.lookup(parsed))
     record = CheckRecord(platform_id, ans.number, ans.since, ans.result, channel, state.clock.now())
-    await asyncio.wrap_future(state.checklog.record(record))
+    await state.checklog.record(record)
     return ans
 
 

@@ -136,7 +136,7 @@ def check_file(
         head = path.open("rb").read(4096)
         fmt = sniff_format(str(path), head)
         checker = BatchChecker(index, service.today_in(settings, clock), fmt)
-        log = CheckLog(sessions, Digester.from_settings(settings))
+        log = CheckLog(engine, Digester.from_settings(settings))
         with sessions() as session, session.begin():
             batch_id = repo.new_batch(session, platform_id, clock.now()).id
         try:

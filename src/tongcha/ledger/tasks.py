@@ -1,12 +1,15 @@
 """The check log writer: every reassignment check lands in the append-only log.
 
 Single checks wait for their record to be written (group commit: whatever arrived while
-the previous write ran goes in the next one). Batch checks hand their rows over in
-blocks and do not wait; their digests are computed here, off the answering path.
+the previous write ran goes in the next one, and its waiters on one event loop are woken
+by one callback). Batch checks hand their rows over in blocks and do not wait; their
+digests are computed here, off the answering path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -14,11 +17,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from tongcha.kit.digests import Digester
 from tongcha.ledger import repository as repo
@@ -48,21 +51,27 @@ class BatchBlock:
     results: npt.NDArray[np.uint8]
 
 
-Item = tuple[CheckRecord | BatchBlock, "Future[None] | None"]
+class _Barrier:
+    pass
+
+
+Waiter: TypeAlias = Future[None] | asyncio.Future[None] | None
+Item = tuple[CheckRecord | BatchBlock | _Barrier, Waiter]
 
 
 class CheckLog:
     """A writer thread with a queue; ``close`` drains it."""
 
-    def __init__(self, sessions: sessionmaker[Session], digester: Digester) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: Engine, digester: Digester) -> None:
+        self._engine = engine
         self._digester = digester
         self._queue: queue.Queue[Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tongcha-checklog", daemon=True)
         self._thread.start()
 
-    def record(self, rec: CheckRecord) -> Future[None]:
-        done: Future[None] = Future()
+    def record(self, rec: CheckRecord) -> asyncio.Future[None]:
+        """Hand one record over; await the result to know it is written."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put((rec, done))
         return done
 
@@ -76,7 +85,7 @@ class CheckLog:
     def flush(self) -> None:
         """Wait until everything handed over so far is written."""
         done: Future[None] = Future()
-        self._queue.put((_Barrier(), done))  # type: ignore[arg-type]
+        self._queue.put((_Barrier(), done))
         done.result()
 
     def _run(self) -> None:
@@ -121,21 +130,34 @@ class CheckLog:
         error: BaseException | None = None
         try:
             if rows:
-                with self._sessions() as session, session.begin():
-                    repo.add_checks(session, rows)
+                with self._engine.begin() as conn:
+                    repo.add_checks(conn, rows)
         except Exception as exc:  # reported to every waiter; the writer keeps running
             log.exception("could not write %d check records", len(rows))
             error = exc
+        on_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, done in items:
-            if done is not None and not done.done():
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
+            if isinstance(done, asyncio.Future):
+                on_loop.setdefault(done.get_loop(), []).append(done)
+            elif done is not None:
+                _settle(done, error)
+        for loop, waiters in on_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+                loop.call_soon_threadsafe(_settle_all, waiters, error)
 
 
-class _Barrier:
-    pass
+def _settle(done: Future[None] | asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # a waiter that gave up (cancelled) needs nothing
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+def _settle_all(waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for done in waiters:
+        _settle(done, error)
 
 
 def _block_rows(block: BatchBlock, digest: Callable[[int], str]) -> list[tuple[Any, ...]]:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.types import ASGIApp
 
 from tongcha.identity.api import router as identity_router
 from tongcha.kit.clock import Clock, SystemClock
@@ -23,6 +24,15 @@ from tongcha.web.pages import router as pages_router
 from tongcha.web.state import HubState
 
 
+class HubApp(FastAPI):
+    """The hub's app: the single-check fast path answers in front of all middleware."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        hub: HubState = self.state.hub
+        return FastCheck(stack, hub) if hub.settings.check_fast_path else stack
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     state = HubState(settings, clock or SystemClock(), engine or make_engine(settings.database_url))
@@ -35,7 +45,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
         finally:
             await state.aclose()
 
-    app = FastAPI(
+    app = HubApp(
         title="Tongcha",
         version="0.1.0",
         summary="An open clearing-house for phone-number account bindings",
@@ -43,9 +53,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
     )
     app.state.hub = state
     errors.install(app)
-    if settings.check_fast_path:
-        # Inside the correlator, so the fast answers carry x-correlator too.
-        app.add_middleware(FastCheck, state=state)
     app.add_middleware(CorrelatorMiddleware)
     app.include_router(ledger_router)
     app.include_router(platforms_router)

@@ -70,7 +70,7 @@ class HubState:
     @property
     def checklog(self) -> CheckLog:
         if self._checklog is None:
-            self._checklog = CheckLog(self.sessions, self.digester)
+            self._checklog = CheckLog(self.engine, self.digester)
         return self._checklog
 
     def index(self) -> LedgerIndex:
