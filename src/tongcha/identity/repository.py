@@ -1,4 +1,4 @@
-"""Every identity query: verifications, citizen sessions, and the tenures they rest on."""
+"""Every identity query: verifications and citizen sessions."""
 
 from __future__ import annotations
 
@@ -9,26 +9,6 @@ from sqlalchemy.orm import Session
 
 from tongcha.identity.models import CitizenSession, Verification
 from tongcha.kit.db import is_postgres
-from tongcha.ledger.models import Tenure
-
-# ----- tenures ----------------------------------------------------------------------
-
-
-def current_tenure(session: Session, number: int) -> Tenure | None:
-    """The number's open tenure (its holder now), or None when nobody holds it."""
-    return session.scalars(
-        select(Tenure).where(Tenure.number == number, Tenure.ended_on.is_(None)).order_by(Tenure.seq.desc()).limit(1)
-    ).first()
-
-
-def tenures_of(session: Session, holder_digest: str) -> list[Tenure]:
-    """Every tenure under this holder, open or ended, oldest first."""
-    return list(
-        session.scalars(
-            select(Tenure).where(Tenure.holder_digest == holder_digest).order_by(Tenure.started_on, Tenure.number)
-        )
-    )
-
 
 # ----- verifications ----------------------------------------------------------------
 

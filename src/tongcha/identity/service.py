@@ -22,6 +22,7 @@ from tongcha.kit.digests import Digester
 from tongcha.kit.errors import ApiError, InvalidArgument, NotFound, TooManyRequests
 from tongcha.kit.idcard import validate_id_number
 from tongcha.kit.workdays import local_midnight
+from tongcha.ledger import repository as ledger_repo
 
 CODE_TTL = timedelta(minutes=5)
 CODE_TRIES = 5
@@ -83,7 +84,7 @@ def start(
     if repo.verifications_from_client(session, client_digest, day_start) >= PER_CLIENT_PER_DAY:
         raise TooManyRequests("too many verifications from this address today; try again tomorrow")
 
-    tenure = repo.current_tenure(session, number)
+    tenure = ledger_repo.current_tenure(session, number)
     holder: str | None = None
     if tenure is not None:
         if method == "full":
@@ -205,7 +206,7 @@ def numbers_of(session: Session, digester: Digester, holder_digest: str) -> list
             t.end_reason,
             digester.tenure_ref(holder_digest, t.number, t.seq),
         )
-        for t in repo.tenures_of(session, holder_digest)
+        for t in ledger_repo.tenures_of(session, holder_digest)
     ]
 
 

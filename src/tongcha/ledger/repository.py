@@ -304,6 +304,46 @@ def number_summaries_since(session: Session, revision: int) -> list[tuple[int, d
     return [(r[0], r[1], r[2], r[3]) for r in session.execute(stmt)]
 
 
+# ----- tenures: who holds a number, and what a holder holds -------------------------
+
+
+def current_tenure(session: Session, number: int) -> Tenure | None:
+    """The number's open tenure (its holder now), or None when nobody holds it."""
+    return session.scalars(
+        select(Tenure).where(Tenure.number == number, Tenure.ended_on.is_(None)).order_by(Tenure.seq.desc()).limit(1)
+    ).first()
+
+
+def former_tenure(session: Session, holder: str, number: int) -> Tenure | None:
+    """The holder's latest ended tenure of this number, if they held it before."""
+    return session.scalars(
+        select(Tenure)
+        .where(Tenure.number == number, Tenure.holder_digest == holder, Tenure.ended_on.is_not(None))
+        .order_by(Tenure.seq.desc())
+        .limit(1)
+    ).first()
+
+
+def tenures_of(session: Session, holder_digest: str) -> list[Tenure]:
+    """Every tenure under this holder, open or ended, oldest first."""
+    return list(
+        session.scalars(
+            select(Tenure).where(Tenure.holder_digest == holder_digest).order_by(Tenure.started_on, Tenure.number)
+        )
+    )
+
+
+def held_now(session: Session, holder: str) -> list[Tenure]:
+    """The holder's open tenures, oldest first."""
+    return list(
+        session.scalars(
+            select(Tenure)
+            .where(Tenure.holder_digest == holder, Tenure.ended_on.is_(None))
+            .order_by(Tenure.started_on, Tenure.number)
+        )
+    )
+
+
 # ----- the check log ----------------------------------------------------------------
 
 

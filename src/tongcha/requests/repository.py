@@ -1,34 +1,12 @@
-"""Every requests query: a citizen's tenures, their requests and each request's tasks."""
+"""Every requests query: a citizen's requests and each request's tasks."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tongcha.ledger.models import Tenure
 from tongcha.platforms.models import PlatformTask
 from tongcha.requests.models import Request
-
-
-def held_now(session: Session, holder: str) -> list[Tenure]:
-    """The holder's open tenures, oldest first."""
-    return list(
-        session.scalars(
-            select(Tenure)
-            .where(Tenure.holder_digest == holder, Tenure.ended_on.is_(None))
-            .order_by(Tenure.started_on, Tenure.number)
-        )
-    )
-
-
-def former_tenure(session: Session, holder: str, number: int) -> Tenure | None:
-    """The holder's latest ended tenure of this number, if they held it before."""
-    return session.scalars(
-        select(Tenure)
-        .where(Tenure.number == number, Tenure.holder_digest == holder, Tenure.ended_on.is_not(None))
-        .order_by(Tenure.seq.desc())
-        .limit(1)
-    ).first()
 
 
 def request_by_id(session: Session, request_id: int) -> Request | None:

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from tongcha.identity import repository as identity_repo
 from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied
 from tongcha.kit.phone import e164
 from tongcha.kit.workdays import WorkCalendar, local_midnight
+from tongcha.ledger import repository as ledger_repo
 from tongcha.ledger.models import Tenure
 from tongcha.platforms import fanout
 from tongcha.platforms.fanout import Callee, Target, TaskCall
@@ -66,14 +66,14 @@ class Ask:
 
 
 def _tenure_held_now(session: Session, holder: str, number: int) -> Tenure:
-    current = identity_repo.current_tenure(session, number)
+    current = ledger_repo.current_tenure(session, number)
     if current is None or current.holder_digest != holder:
         raise PermissionDenied("you can act only on numbers you hold now")
     return current
 
 
 def _former_tenure(session: Session, holder: str, number: int) -> Tenure:
-    former = repo.former_tenure(session, holder, number)
+    former = ledger_repo.former_tenure(session, holder, number)
     if former is None:
         raise PermissionDenied("history is for numbers you held before")
     return former
@@ -112,7 +112,7 @@ def open_citizen_request(
     bodies: list[tuple[Callee, dict[str, Any]]] = []
     params: dict[str, Any] = {}
     if ask.kind is RequestKind.inquiry:
-        tenures = repo.held_now(session, holder)
+        tenures = ledger_repo.held_now(session, holder)
         if not tenures:
             raise PermissionDenied("no number is held under your ID now")
         params["numbers"] = [e164(t.number) for t in tenures]
