@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit.clock import FixedClock
 from tongcha.platforms import fanout, service
+from tongcha.platforms import repository as platforms_repo
 from tongcha.platforms.models import PlatformTask
 from tongcha.requests.models import Request, RequestKind
 from tongcha.sdk import protocol
@@ -72,7 +73,7 @@ COUNTS = {"answer": {"counts": [{"app": "meituan", "count": 2}]}}
 
 def stored(sessions: sessionmaker[Session], task_id: str) -> tuple[PlatformTask, Request]:
     with sessions() as session:
-        row = fanout.task_by_public_id(session, task_id)
+        row = platforms_repo.task_by_public_id(session, task_id)
         assert row is not None
         request = session.get(Request, row.request_id)
         assert request is not None

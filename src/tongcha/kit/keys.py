@@ -101,6 +101,11 @@ def live_keys(session: Session) -> list[HubKey]:
     return list(session.scalars(select(HubKey).where(HubKey.retired_at.is_(None)).order_by(HubKey.id)))
 
 
+def all_keys(session: Session) -> list[HubKey]:
+    """Every hub key, live or retired, oldest first."""
+    return list(session.scalars(select(HubKey).order_by(HubKey.id)))
+
+
 class Keyring:
     """The hub's live keys as one process sees them, re-read every ``ttl`` seconds so a
     rotation made by another process (the CLI, say) is picked up without a restart."""

@@ -159,7 +159,7 @@ def retire_key(code: str, kid: str, _: OperatorCaller, session: SessionDep, hub:
 
 
 def _hub_keys(session: Session) -> HubKeysOut:
-    rows = repo.hub_keys(session)
+    rows = hub_keys.all_keys(session)
     return HubKeysOut(live=[k.kid for k in rows if k.retired_at is None], retired=[k.kid for k in rows if k.retired_at])
 
 
@@ -212,7 +212,7 @@ async def probe_now(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOu
     responses=responses(Unauthenticated, NotFound),
 )
 def get_request(request_id: str, _: OperatorCaller, session: SessionDep) -> ProgressOut:
-    request = fanout.request_by_public_id(session, request_id)
+    request = repo.request_by_public_id(session, request_id)
     if request is None:
         raise NotFound(f"no request {request_id!r}")
     return ProgressOut.of(fanout.progress(session, request))

@@ -30,6 +30,7 @@ from tongcha.kit.keys import Keyring
 from tongcha.kit.phone import e164, parse_mobile
 from tongcha.kit.workdays import local_midnight
 from tongcha.platforms import fanout, service
+from tongcha.platforms import repository as repo
 from tongcha.platforms.fanout import Outcome, TaskCall
 from tongcha.platforms.models import FINAL_STATES
 from tongcha.requests.models import Request, RequestKind, RequestState
@@ -261,8 +262,8 @@ class FanoutWorker:
 
     def _purge(self) -> None:
         with self.sessions() as session, session.begin():
-            fanout.forget_expired_tokens(session, datetime.fromtimestamp(self.dispatcher.wall(), UTC))
-            fanout.mark_overdue(session, self.clock.now())
+            repo.forget_expired_tokens(session, datetime.fromtimestamp(self.dispatcher.wall(), UTC))
+            repo.mark_overdue(session, self.clock.now())
 
 
 async def fan_out(

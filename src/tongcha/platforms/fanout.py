@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from tongcha.kit import jobs
-from tongcha.kit.db import add_row, is_postgres
-from tongcha.platforms.models import FINAL_STATES, Platform, PlatformStatus, PlatformTask, SeenToken, TaskState
+from tongcha.kit.db import add_row
+from tongcha.platforms import repository as repo
+from tongcha.platforms.models import FINAL_STATES, PlatformStatus, PlatformTask, TaskState
 from tongcha.requests.models import Request, RequestKind, RequestState
 from tongcha.sdk.protocol import Operation
 
@@ -199,7 +199,6 @@ def open_request(
         notify_number=notify_number,
     )
     add_row(session, request)
-    # Core rather than ORM objects: a fan-out writes many rows and this is its hot path.
     rows, calls = [], []
     give_up_at = now + give_up_after
     for target in targets:
@@ -232,32 +231,16 @@ def open_request(
                 give_up_at=give_up_at,
             )
         )
-    if rows:
-        session.execute(insert(PlatformTask), rows)
+    repo.add_tasks(session, rows)
     return request, calls
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> list[TaskCall]:
     """Claim up to ``limit`` due tasks for this caller (SKIP LOCKED on PostgreSQL)."""
-    stmt = (
-        select(PlatformTask)
-        .where(
-            PlatformTask.state.in_(
-                (TaskState.pending.value, TaskState.in_flight.value, TaskState.awaiting_callback.value)
-            ),
-            PlatformTask.run_after <= now,
-        )
-        .order_by(PlatformTask.run_after, PlatformTask.id)
-        .limit(limit)
-    )
-    if is_postgres(session):
-        stmt = stmt.with_for_update(skip_locked=True)
-    tasks = list(session.scalars(stmt))
+    tasks = repo.due_tasks(session, now, limit)
     if not tasks:
         return []
-    platforms = {
-        p.id: p for p in session.scalars(select(Platform).where(Platform.id.in_({t.platform_id for t in tasks})))
-    }
+    platforms = repo.platforms_by_id(session, {t.platform_id for t in tasks})
     calls = []
     for task in tasks:
         platform = platforms[task.platform_id]
@@ -325,27 +308,6 @@ def transition(call: TaskCall, outcome: Outcome, now: datetime) -> dict[str, Any
     return values
 
 
-_RECORD = (
-    update(PlatformTask)
-    .where(
-        PlatformTask.task_id == bindparam("b_task_id"),
-        # The fence: only the attempt that still holds the task may write its outcome.
-        PlatformTask.state == TaskState.in_flight.value,
-        PlatformTask.attempts == bindparam("b_attempt"),
-    )
-    .values(
-        state=bindparam("state"),
-        attempts=bindparam("attempts"),
-        run_after=bindparam("run_after"),
-        finished_at=bindparam("finished_at"),
-        answer=bindparam("answer", type_=PlatformTask.__table__.c.answer.type),
-        answered_via=bindparam("answered_via"),
-        error_code=bindparam("error_code"),
-        last_error=bindparam("last_error"),
-    )
-)
-
-
 def record(
     session: Session,
     results: Sequence[tuple[TaskCall, Outcome]],
@@ -364,12 +326,7 @@ def record(
         requests.add(call.request_pk)
     if not params:
         return
-    if is_postgres(session):
-        # An outcome lost in a crash is only re-asked (the lease runs out, the task goes
-        # out again under the same task_id, the platform repeats its stored answer), so
-        # this commit need not wait for the disk.
-        session.execute(text("SET LOCAL synchronous_commit = off"))
-    session.connection().execute(_RECORD.execution_options(synchronize_session=False), params)
+    repo.record_outcomes(session, params)
     for request_pk in requests:
         _maybe_complete(session, request_pk, now)
 
@@ -399,40 +356,12 @@ def record_callback(
 def _maybe_complete(session: Session, request_pk: int, now: datetime) -> None:
     """Mark the request completed once none of its tasks is still open (one statement);
     a citizen's request then gets its result SMS, queued in the same transaction."""
-    still_open = (
-        select(PlatformTask.id)
-        .where(PlatformTask.request_id == request_pk, PlatformTask.state.not_in(FINAL_STATES))
-        .exists()
-    )
-    completed = (
-        session.connection()
-        .execute(
-            update(Request)
-            .where(Request.id == request_pk, Request.state != RequestState.completed.value, ~still_open)
-            .values(state=RequestState.completed.value, completed_at=now)
-            .returning(Request.notify_number)
-        )
-        .first()
-    )
-    if completed is not None and completed.notify_number is not None:
+    notify_number = repo.complete_request_if_settled(session, request_pk, now)
+    if notify_number is not None:
         jobs.enqueue(session, NOTIFY_JOB, {"request_id": request_pk}, now)
 
 
 NOTIFY_JOB = "requests.notify"
-
-
-def mark_overdue(session: Session, now: datetime) -> int:
-    """Flag open tasks whose platform has missed its due time. Returns how many."""
-    result = session.connection().execute(
-        update(PlatformTask)
-        .where(
-            PlatformTask.due_by < now,
-            PlatformTask.overdue_at.is_(None),
-            PlatformTask.state.not_in(FINAL_STATES),
-        )
-        .values(overdue_at=now)
-    )
-    return int(result.rowcount or 0)
 
 
 @dataclass
@@ -469,12 +398,7 @@ class Progress:
 
 
 def progress(session: Session, request: Request) -> Progress:
-    rows = session.execute(
-        select(PlatformTask, Platform.code, Platform.name)
-        .join(Platform, Platform.id == PlatformTask.platform_id)
-        .where(PlatformTask.request_id == request.id)
-        .order_by(Platform.code)
-    ).all()
+    rows = repo.tasks_with_platforms(session, request.id)
     return Progress(
         request_id=request.public_id,
         kind=request.kind,
@@ -502,16 +426,3 @@ def progress(session: Session, request: Request) -> Progress:
             for task, code, name in rows
         ],
     )
-
-
-def request_by_public_id(session: Session, public_id: str) -> Request | None:
-    return session.scalars(select(Request).where(Request.public_id == public_id)).first()
-
-
-def task_by_public_id(session: Session, task_id: str) -> PlatformTask | None:
-    return session.scalars(select(PlatformTask).where(PlatformTask.task_id == task_id)).first()
-
-
-def forget_expired_tokens(session: Session, now: datetime) -> int:
-    result = session.execute(delete(SeenToken).where(SeenToken.expires_at < now))
-    return int(getattr(result, "rowcount", 0) or 0)

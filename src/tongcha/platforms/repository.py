@@ -1,18 +1,27 @@
-"""Every registry query: platforms, their apps and keys, and the hub's own keys.
-
-The task queries of the fan-out live in ``fanout.py`` for now.
-"""
+"""Every platforms query: platforms, their apps and keys, seen callback signatures, and
+the fan-out's tasks (the hub's own signing keys are read in ``kit.keys``)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from tongcha.kit.keys import HubKey
-from tongcha.platforms.models import Platform, PlatformApp, PlatformKey, PlatformStatus, SeenToken
+from tongcha.kit.db import is_postgres
+from tongcha.platforms.models import (
+    FINAL_STATES,
+    Platform,
+    PlatformApp,
+    PlatformKey,
+    PlatformStatus,
+    PlatformTask,
+    SeenToken,
+    TaskState,
+)
+from tongcha.requests.models import Request, RequestState
 
 # ----- platforms --------------------------------------------------------------------
 
@@ -23,6 +32,11 @@ def platform_by_code(session: Session, code: str) -> Platform | None:
 
 def platform_by_id(session: Session, platform_id: int) -> Platform | None:
     return session.get(Platform, platform_id)
+
+
+def platforms_by_id(session: Session, platform_ids: Collection[int]) -> dict[int, Platform]:
+    """These platforms, each under its id."""
+    return {p.id: p for p in session.scalars(select(Platform).where(Platform.id.in_(platform_ids)))}
 
 
 def code_taken(session: Session, code: str) -> bool:
@@ -108,9 +122,123 @@ def remember_token(session: Session, *, issuer: str, jti: str, expires_at: datet
     session.flush()
 
 
-# ----- the hub's signing keys -------------------------------------------------------
+def forget_expired_tokens(session: Session, now: datetime) -> int:
+    """Drop the seen callback signatures that expired before now. Returns how many."""
+    result = session.execute(delete(SeenToken).where(SeenToken.expires_at < now))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
-def hub_keys(session: Session) -> list[HubKey]:
-    """Every hub key, live or retired, oldest first."""
-    return list(session.scalars(select(HubKey).order_by(HubKey.id)))
+# ----- the fan-out's tasks ----------------------------------------------------------
+
+
+def add_tasks(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert a request's tasks, each row a dict of ``PlatformTask`` columns."""
+    # Core rather than ORM objects: a fan-out writes many rows and this is its hot path.
+    if rows:
+        session.execute(insert(PlatformTask), rows)
+
+
+def due_tasks(session: Session, now: datetime, limit: int) -> list[PlatformTask]:
+    """Up to ``limit`` unfinished tasks whose ``run_after`` has come, earliest first; on
+    PostgreSQL locked for the transaction, skipping those another claimer holds."""
+    stmt = (
+        select(PlatformTask)
+        .where(
+            PlatformTask.state.in_(
+                (TaskState.pending.value, TaskState.in_flight.value, TaskState.awaiting_callback.value)
+            ),
+            PlatformTask.run_after <= now,
+        )
+        .order_by(PlatformTask.run_after, PlatformTask.id)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+_RECORD = (
+    update(PlatformTask)
+    .where(
+        PlatformTask.task_id == bindparam("b_task_id"),
+        # The fence: only the attempt that still holds the task may write its outcome.
+        PlatformTask.state == TaskState.in_flight.value,
+        PlatformTask.attempts == bindparam("b_attempt"),
+    )
+    .values(
+        state=bindparam("state"),
+        attempts=bindparam("attempts"),
+        run_after=bindparam("run_after"),
+        finished_at=bindparam("finished_at"),
+        answer=bindparam("answer", type_=PlatformTask.__table__.c.answer.type),
+        answered_via=bindparam("answered_via"),
+        error_code=bindparam("error_code"),
+        last_error=bindparam("last_error"),
+    )
+)
+
+
+def record_outcomes(session: Session, params: list[dict[str, Any]]) -> None:
+    """Write calls' outcomes in one batch. Each row names the task and attempt it fences on
+    (``b_task_id``, ``b_attempt``) and the new ``state``, ``attempts``, ``run_after``,
+    ``finished_at``, ``answer``, ``answered_via``, ``error_code`` and ``last_error``; a
+    row whose attempt no longer holds its task (in flight) changes nothing."""
+    if is_postgres(session):
+        # An outcome lost in a crash is only re-asked (the lease runs out, the task goes
+        # out again under the same task_id, the platform repeats its stored answer), so
+        # this commit need not wait for the disk.
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+    session.connection().execute(_RECORD.execution_options(synchronize_session=False), params)
+
+
+def complete_request_if_settled(session: Session, request_pk: int, now: datetime) -> int | None:
+    """Mark the request completed if none of its tasks is still open, in one statement.
+    Returns its ``notify_number`` when this call completed it and it has one, else None."""
+    still_open = (
+        select(PlatformTask.id)
+        .where(PlatformTask.request_id == request_pk, PlatformTask.state.not_in(FINAL_STATES))
+        .exists()
+    )
+    completed = (
+        session.connection()
+        .execute(
+            update(Request)
+            .where(Request.id == request_pk, Request.state != RequestState.completed.value, ~still_open)
+            .values(state=RequestState.completed.value, completed_at=now)
+            .returning(Request.notify_number)
+        )
+        .first()
+    )
+    return completed.notify_number if completed is not None else None
+
+
+def mark_overdue(session: Session, now: datetime) -> int:
+    """Flag open tasks whose platform has missed its due time. Returns how many."""
+    result = session.connection().execute(
+        update(PlatformTask)
+        .where(
+            PlatformTask.due_by < now,
+            PlatformTask.overdue_at.is_(None),
+            PlatformTask.state.not_in(FINAL_STATES),
+        )
+        .values(overdue_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def tasks_with_platforms(session: Session, request_pk: int) -> Sequence[Row[PlatformTask, str, str]]:
+    """The request's tasks, each with its platform's code and name, by platform code."""
+    return session.execute(
+        select(PlatformTask, Platform.code, Platform.name)
+        .join(Platform, Platform.id == PlatformTask.platform_id)
+        .where(PlatformTask.request_id == request_pk)
+        .order_by(Platform.code)
+    ).all()
+
+
+def request_by_public_id(session: Session, public_id: str) -> Request | None:
+    return session.scalars(select(Request).where(Request.public_id == public_id)).first()
+
+
+def task_by_public_id(session: Session, task_id: str) -> PlatformTask | None:
+    return session.scalars(select(PlatformTask).where(PlatformTask.task_id == task_id)).first()

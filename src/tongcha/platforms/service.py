@@ -204,7 +204,7 @@ def accept_callback(
     The signature must be the task's platform's, fresh and never seen before. A
     duplicate or late callback for a finished task is acknowledged and changes nothing.
     """
-    task = fanout.task_by_public_id(session, task_id)
+    task = repo.task_by_public_id(session, task_id)
     if task is None:
         raise NotFound(f"no task {task_id!r}")
     platform = repo.platform_by_id(session, task.platform_id)
