@@ -1,0 +1,96 @@
+"""`ledger import` as a library call: whole commits, and the process left as it was."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.factories import ALICE, BOB, ev
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.settings import Settings
+from tongcha.ledger import importer
+from tongcha.ledger.models import LedgerEvent, Tenure
+
+
+@pytest.fixture
+def small_commits(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Chunks of 2 events, a commit every 4: a short file spans several commits."""
+    monkeypatch.setattr(importer, "COMMIT_EVERY", 4)
+    return settings.model_copy(update={"ingest_chunk_size": 2})
+
+
+@pytest.fixture
+def collector_on() -> Iterator[None]:
+    gc.enable()
+    yield
+    gc.enable()
+
+
+def write_ndjson(path: Path, events: list[dict[str, object]], tail: bytes = b"") -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events) + tail)
+    return path
+
+
+def events_for(count: int) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for i in range(count):
+        number = f"+86138001381{i:02d}"
+        out.append(ev("activated", number, "2020-01-01", ALICE, event_id=f"imp-a{i}"))
+        # A second activation on the open tenure: refused, and its traceback is garbage.
+        out.append(ev("activated", number, "2020-02-01", BOB, event_id=f"imp-b{i}"))
+    return out
+
+
+@pytest.mark.usefixtures("parties", "collector_on")
+def test_an_import_over_several_commits_keeps_every_event_and_leaves_the_collector_as_it_was(
+    small_commits: Settings, sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+) -> None:
+    path = write_ndjson(tmp_path / "events.ndjson", events_for(6))
+    totals = importer.import_file(small_commits, path, "CMCC", clock=clock)
+    assert (totals.accepted, totals.duplicates, totals.rejected) == (6, 0, 6)
+    assert set(totals.by_rule) == {"tenure_open: activation while a tenure is open since 2020-01-01"}
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerEvent)) == 6
+        assert session.scalar(select(func.count()).select_from(Tenure)) == 6
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+def write_csv(path: Path, count: int, tail: bytes = b"") -> Path:
+    lines = ["event_id,type,number,occurred_at,id_number,name,to_carrier"]
+    for i in range(count):
+        day = f"2020-01-{1 + i % 28:02d}"
+        lines.append(f"cut-{i},activated,+861380014{i:04d},{day}T10:00:00+08:00,{ALICE['id_number']},{ALICE['name']},")
+    path.write_bytes(("\n".join(lines) + "\n").encode() + tail)
+    return path
+
+
+@pytest.mark.usefixtures("parties", "collector_on")
+def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the_collector_as_it_was(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    clock: FixedClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(importer, "COMMIT_EVERY", 100)
+    per_commit = settings.model_copy(update={"ingest_chunk_size": 50})
+    # 400 rows (~40 KB), then bytes that are not UTF-8: reading fails after several commits.
+    path = write_csv(tmp_path / "events.csv", 400, tail=b"cut-x,activated,\xff\xfe\n")
+    with pytest.raises(UnicodeDecodeError):
+        importer.import_file(per_commit, path, "CMCC", clock=clock)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+    with sessions() as session:
+        kept = session.scalar(select(func.count()).select_from(LedgerEvent))
+    assert kept is not None and 0 < kept < 400 and kept % 100 == 0  # whole commits only
+    # The carrier mends the file and runs it again: what was kept counts as duplicates.
+    write_csv(path, 400)
+    again = importer.import_file(per_commit, path, "CMCC", clock=clock)
+    assert (again.accepted, again.duplicates, again.rejected) == (400 - kept, kept, 0)
