@@ -27,6 +27,7 @@ from tongcha.platforms.schemas import (
     ProbeIn,
     ProgressOut,
 )
+from tongcha.requests import repository as requests_repo
 from tongcha.sdk import protocol
 from tongcha.web.deps import HubDep, OperatorCaller, SessionDep
 
@@ -212,7 +213,7 @@ async def probe_now(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOu
     responses=responses(Unauthenticated, NotFound),
 )
 def get_request(request_id: str, _: OperatorCaller, session: SessionDep) -> ProgressOut:
-    request = repo.request_by_public_id(session, request_id)
+    request = requests_repo.request_by_public_id(session, request_id)
     if request is None:
         raise NotFound(f"no request {request_id!r}")
     return ProgressOut.of(fanout.progress(session, request))

@@ -236,9 +236,5 @@ def tasks_with_platforms(session: Session, request_pk: int) -> Sequence[Row[Plat
     ).all()
 
 
-def request_by_public_id(session: Session, public_id: str) -> Request | None:
-    return session.scalars(select(Request).where(Request.public_id == public_id)).first()
-
-
 def task_by_public_id(session: Session, task_id: str) -> PlatformTask | None:
     return session.scalars(select(PlatformTask).where(PlatformTask.task_id == task_id)).first()

@@ -13,6 +13,11 @@ def request_by_id(session: Session, request_id: int) -> Request | None:
     return session.get(Request, request_id)
 
 
+def request_by_public_id(session: Session, public_id: str) -> Request | None:
+    """Any request by its public id (the operator's view)."""
+    return session.scalars(select(Request).where(Request.public_id == public_id)).first()
+
+
 def request_of(session: Session, holder: str, public_id: str) -> Request | None:
     """The holder's request with this public id; None for a missing one or another holder's."""
     return session.scalars(
