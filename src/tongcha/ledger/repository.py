@@ -159,7 +159,7 @@ def _bulk(bind: Session | Connection, table: Any, columns: tuple[str, ...], rows
     if not rows:
         return
     conn = bind.connection() if isinstance(bind, Session) else bind
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         _copy(conn, table, columns, rows)
         return
     # The driver's executemany, with values stored as SQLAlchemy's SQLite types store
