@@ -38,6 +38,15 @@ class Rejection:
         return {"event_id": self.event_id, "code": self.code, "rule": self.rule, "reason": self.reason}
 
 
+def storable_event_id(event_id: str) -> bool:
+    """Whether the ledger can keep and match this event id exactly as the carrier sent it.
+
+    Printable means no control characters (PostgreSQL's text cannot hold NUL at all) and
+    no line or paragraph separators, so an id reads the same in a log, a CSV or a list.
+    """
+    return 0 < len(event_id) <= 128 and event_id.isprintable() and not event_id.isspace()
+
+
 class _Bad(Exception):
     def __init__(self, rule: str, reason: str, code: str = "INVALID_ARGUMENT") -> None:
         super().__init__(reason)
@@ -67,12 +76,12 @@ class EventParser:
         if isinstance(raw, Rejection):
             return raw
         event_id = raw.get("event_id") if isinstance(raw, dict) else None
-        if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 128:
+        if not isinstance(event_id, str) or not storable_event_id(event_id):
             return Rejection(
                 event_id if isinstance(event_id, str) else None,
                 "INVALID_ARGUMENT",
                 "bad_event_id",
-                "event_id must be a non-empty string of at most 128 characters",
+                "event_id must be 1 to 128 printable characters, not all spaces",
             )
         try:
             return self._parse(event_id, raw)

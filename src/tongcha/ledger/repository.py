@@ -34,6 +34,7 @@ from tongcha.ledger.models import (
     ReassignmentCheck,
     Tenure,
 )
+from tongcha.ledger.parse import storable_event_id
 from tongcha.ledger.replay import Event, EventType, NumberState
 
 _IN_CHUNK = 900  # stays under SQLite's limit on bound parameters
@@ -213,7 +214,19 @@ def add_events(session: Session, events: Sequence[Event], revision: int) -> None
 
 
 def add_rejections(session: Session, carrier_id: int, rejections: Sequence[Any], revision: int) -> None:
-    rows = [(carrier_id, r.event_id, r.code, r.rule, r.reason[:300], revision) for r in rejections]
+    # An event rejected for its id keeps the id in the answer to the carrier, but the
+    # table keeps it only when it can be stored as sent.
+    rows = [
+        (
+            carrier_id,
+            r.event_id if r.event_id is not None and storable_event_id(r.event_id) else None,
+            r.code,
+            r.rule,
+            r.reason[:300],
+            revision,
+        )
+        for r in rejections
+    ]
     _bulk(session, LedgerRejection, ("carrier_id", "event_id", "code", "rule", "reason", "revision"), rows)
 
 
