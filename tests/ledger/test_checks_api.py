@@ -222,6 +222,22 @@ def test_ndjson_batch_marks_invalid_rows_with_an_error(client: TestClient, parti
     assert out[2]["result"] == "no_data" and "error" not in out[2]
 
 
+@pytest.mark.usefixtures("history")
+def test_ndjson_batch_with_a_bare_null_row_marks_it_and_answers_the_rest(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    # A block starting with `null` used to crash Arrow's JSON reader, and the hub with it.
+    body = b'null\n  null\n{"number": "+8613800138000", "since": "2022-01-01"}\n'
+    r = batch(client, parties["JD"], body, "application/x-ndjson")
+    assert r.status_code == 200, r.text
+    out = [orjson.loads(line) for line in r.content.splitlines()]
+    assert [(o["result"], o.get("error")) for o in out] == [
+        ("invalid", "row is malformed"),
+        ("invalid", "row is malformed"),
+        ("no", None),
+    ]
+
+
 def test_batch_with_wrong_content_type_is_415(client: TestClient, parties: dict[str, str]) -> None:
     assert_error(batch(client, parties["JD"], b'{"a": 1}', "application/json"), 415, "INVALID_ARGUMENT")
 

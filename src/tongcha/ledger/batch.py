@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -41,6 +42,10 @@ ERRORS = pa.array(
 ERR_NONE, ERR_NUMBER, ERR_DATE, ERR_FUTURE, ERR_ROW = range(5)
 _SAFE_JSON = r"^[0-9+ ()\-]*$"
 _PLAIN_CSV = r"^[0-9A-Za-z+ ()\-:./_]*$"
+# A line whose first character is not "{": Arrow's JSON reader crashes the process (a
+# segfault, pyarrow 26) on a block that starts with a bare `null`, so any block with a
+# line that is not an object takes the row-by-row path instead.
+_NOT_AN_OBJECT_LINE = re.compile(rb"^[ \t\r]*[^{\n]", re.MULTILINE)
 
 
 @dataclass
@@ -155,13 +160,14 @@ class BatchChecker:
 
     def _read_ndjson(self, block: bytes) -> pa.Table:
         schema = pa.schema([("number", pa.string()), ("since", pa.string())])
-        try:
-            return pajson.read_json(
-                io.BytesIO(block),
-                parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-            )
-        except pa.ArrowInvalid:
-            pass
+        if _NOT_AN_OBJECT_LINE.search(block) is None:
+            try:
+                return pajson.read_json(
+                    io.BytesIO(block),
+                    parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+                )
+            except pa.ArrowInvalid:
+                pass
         numbers: list[str | None] = []
         since: list[str | None] = []
         for line in block.splitlines():
