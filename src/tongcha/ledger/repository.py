@@ -357,6 +357,47 @@ def held_now(session: Session, holder: str) -> list[Tenure]:
     )
 
 
+def latest_tenures(session: Session, number: int, count: int) -> list[Tenure]:
+    """The number's last ``count`` tenures, latest first."""
+    return list(session.scalars(select(Tenure).where(Tenure.number == number).order_by(Tenure.seq.desc()).limit(count)))
+
+
+def tenure_at(session: Session, number: int, seq: int) -> Tenure | None:
+    return session.get(Tenure, (number, seq))
+
+
+def an_open_tenure(session: Session, seq: int) -> Tenure | None:
+    """Some number's open ``seq``-th tenure (2: a number re-issued once), for examples."""
+    return session.scalars(select(Tenure).where(Tenure.seq == seq, Tenure.ended_on.is_(None)).limit(1)).first()
+
+
+def has_tenures(session: Session) -> bool:
+    return session.scalars(select(Tenure.number).limit(1)).first() is not None
+
+
+# ----- what the front page shows ---------------------------------------------------
+
+
+def numbers_by_carrier(session: Session) -> list[tuple[str, str, int]]:
+    """Each carrier's code, name and how many numbers it serves now, by code."""
+    rows = session.execute(
+        select(Carrier.code, Carrier.name, func.count(LedgerNumber.number))
+        .join(LedgerNumber, LedgerNumber.carrier_id == Carrier.id, isouter=True)
+        .group_by(Carrier.id)
+        .order_by(Carrier.code)
+    )
+    return [(code, name, count) for code, name, count in rows]
+
+
+def ledger_totals(session: Session) -> tuple[int, int, int]:
+    """Numbers known, tenures held and checks answered."""
+    return (
+        session.scalar(select(func.count()).select_from(LedgerNumber)) or 0,
+        session.scalar(select(func.count()).select_from(Tenure)) or 0,
+        session.scalar(select(func.count()).select_from(ReassignmentCheck)) or 0,
+    )
+
+
 # ----- the check log ----------------------------------------------------------------
 
 

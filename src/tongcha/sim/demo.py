@@ -15,7 +15,6 @@ import httpx
 import uvicorn
 from joserfc.jwk import ECKey
 from rich.console import Console
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit import credentials, jobs
@@ -24,13 +23,14 @@ from tongcha.kit.db import make_engine, make_sessionmaker
 from tongcha.kit.digests import Digester
 from tongcha.kit.keys import Keyring
 from tongcha.kit.migrate import upgrade
+from tongcha.kit.phone import e164
 from tongcha.kit.settings import Settings
-from tongcha.ledger.models import Carrier, Tenure
+from tongcha.ledger import repository as ledger_repo
 from tongcha.parties import add_carrier, add_platform, issue_credential
+from tongcha.platforms import repository as platforms_repo
 from tongcha.platforms import service as platforms_service
 from tongcha.platforms.catalogue import ENTERPRISES
 from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
-from tongcha.platforms.models import Platform
 from tongcha.sdk import protocol
 from tongcha.sim.accounts import Tenure as SimTenure
 from tongcha.sim.carriers import feed
@@ -58,17 +58,17 @@ def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Con
     secrets: dict[str, str] = {}
     with sessions() as session, session.begin():
         for code, name in CARRIERS.items():
-            exists = session.scalars(select(Carrier).where(Carrier.code == code)).first()
+            exists = ledger_repo.carrier_by_code(session, code)
             secrets[code] = (
                 issue_credential(session, "carrier", code, now) if exists else add_carrier(session, code, name, 90, now)
             )
-        has_platform = session.scalars(select(Platform).where(Platform.code == "DEMO")).first()
+        has_platform = platforms_repo.platform_by_code(session, "DEMO")
         platform_secret = (
             issue_credential(session, "platform", "DEMO", now)
             if has_platform
             else add_platform(session, "DEMO", "Demo platform", now)
         )
-        seeded = session.scalars(select(Tenure).limit(1)).first() is not None
+        seeded = ledger_repo.has_tenures(session)
 
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, engine=engine), host=host, port=port, log_level="warning")
@@ -157,21 +157,13 @@ def _examples(sessions) -> tuple[tuple[str, str] | None, tuple[str, str] | None,
     """A re-issued number, a number with one holder, and a day inside the re-issued
     number's first tenure (asking about it answers yes)."""
     with sessions() as session:
-        recycled = session.execute(
-            select(Tenure.number, Tenure.started_on).where(Tenure.seq == 2, Tenure.ended_on.is_(None)).limit(1)
-        ).first()
-        stable = session.execute(
-            select(Tenure.number, Tenure.started_on).where(Tenure.seq == 1, Tenure.ended_on.is_(None)).limit(1)
-        ).first()
-        earlier = (
-            session.scalar(select(Tenure.started_on).where(Tenure.number == recycled[0], Tenure.seq == 1))
-            if recycled
-            else None
-        )
+        recycled = ledger_repo.an_open_tenure(session, 2)
+        stable = ledger_repo.an_open_tenure(session, 1)
+        earlier = ledger_repo.tenure_at(session, recycled.number, 1) if recycled else None
     return (
-        (f"+86{recycled[0]}", recycled[1].isoformat()) if recycled else None,
-        (f"+86{stable[0]}", stable[1].isoformat()) if stable else None,
-        earlier.isoformat() if earlier else "2010-01-01",
+        (e164(recycled.number), recycled.started_on.isoformat()) if recycled else None,
+        (e164(stable.number), stable.started_on.isoformat()) if stable else None,
+        earlier.started_on.isoformat() if earlier else "2010-01-01",
     )
 
 
@@ -200,12 +192,7 @@ def _citizens(fleet: PlatformFleet, sessions: sessionmaker[Session], settings: S
             previous_now = holds_now.get(previous.holder_id)
             if previous.holder_id == holder.holder_id or previous_now is None:
                 continue
-            rows = {
-                n: session.scalars(
-                    select(Tenure).where(Tenure.number == int(n[3:])).order_by(Tenure.seq.desc()).limit(2)
-                ).all()
-                for n in (number, previous_now)
-            }
+            rows = {n: ledger_repo.latest_tenures(session, int(n[3:]), 2) for n in (number, previous_now)}
             here, there = rows[number], rows[previous_now]
             if not (
                 len(here) == 2

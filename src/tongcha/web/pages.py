@@ -6,9 +6,8 @@ from html import escape
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select
 
-from tongcha.ledger.models import Carrier, LedgerNumber, ReassignmentCheck, Tenure
+from tongcha.ledger import repository as ledger_repo
 from tongcha.web import citizen
 from tongcha.web.deps import HubDep, SessionDep
 
@@ -24,15 +23,8 @@ code{background:#f3f4f6;padding:.1rem .3rem;border-radius:3px} .muted{color:#666
 
 @router.get("/", response_class=HTMLResponse)
 def home(session: SessionDep, state: HubDep) -> str:
-    carriers = session.execute(
-        select(Carrier.code, Carrier.name, func.count(LedgerNumber.number))
-        .join(LedgerNumber, LedgerNumber.carrier_id == Carrier.id, isouter=True)
-        .group_by(Carrier.id)
-        .order_by(Carrier.code)
-    ).all()
-    numbers = session.scalar(select(func.count()).select_from(LedgerNumber)) or 0
-    tenures = session.scalar(select(func.count()).select_from(Tenure)) or 0
-    checks = session.scalar(select(func.count()).select_from(ReassignmentCheck)) or 0
+    carriers = ledger_repo.numbers_by_carrier(session)
+    numbers, tenures, checks = ledger_repo.ledger_totals(session)
     rows = "".join(
         f"<tr><td>{escape(code)}</td><td>{escape(name)}</td><td data-testid='carrier-numbers'>{count:,}</td></tr>"
         for code, name, count in carriers
