@@ -238,6 +238,31 @@ def test_ndjson_batch_with_a_bare_null_row_marks_it_and_answers_the_rest(
     ]
 
 
+@pytest.mark.usefixtures("history")
+def test_csv_batch_with_a_bare_carriage_return_is_answered_row_by_row(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    # A stray CR used to stop the row-by-row reader mid-stream: the answer broke off.
+    body = b"number,since\n+8613800138000,2022-01-01\n1380013\r8000,2022-01-01\n"
+    r = batch(client, parties["JD"], body, "text/csv")
+    assert r.status_code == 200, r.text
+    rows = [line.split(",") for line in r.text.splitlines()[1:]]
+    assert rows[0][:3] == ["+8613800138000", "2022-01-01", "no"]
+    assert all(row[2] == "invalid" and row[-1] for row in rows[1:]), rows
+
+
+@pytest.mark.usefixtures("history")
+def test_csv_batch_with_a_repeated_header_column_reads_the_first(client: TestClient, parties: dict[str, str]) -> None:
+    # A header naming a column twice used to break the answer off after its first line.
+    body = b"number,since,since,note,note\n+8613800138000,2022-01-01,2019-01-01,a,b\n"
+    r = batch(client, parties["JD"], body, "text/csv")
+    assert r.status_code == 200, r.text
+    assert r.text.splitlines() == [
+        "number,since,since,note,note,result,last_change_on,error",
+        "+8613800138000,2022-01-01,2019-01-01,a,b,no,2021-08-15,",
+    ]
+
+
 def test_batch_with_wrong_content_type_is_415(client: TestClient, parties: dict[str, str]) -> None:
     assert_error(batch(client, parties["JD"], b'{"a": 1}', "application/json"), 415, "INVALID_ARGUMENT")
 

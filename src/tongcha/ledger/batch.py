@@ -127,7 +127,7 @@ class BatchChecker:
             first_line, _, rest = block.partition(b"\n")
             names = [c.strip().lower() for c in first_line.decode("utf-8", "replace").strip("\r").split(",")]
             if "number" in names and "since" in names:
-                self._columns = names
+                self._columns = _column_names(names)
                 header = first_line.rstrip(b"\r") + b",result,last_change_on,error\n"
                 block = rest
             else:
@@ -150,7 +150,8 @@ class BatchChecker:
     def _read_csv_rows(self, block: bytes, columns: list[str]) -> pa.Table:
         """The slow path for a block Arrow refused: keep every row, mark the bad ones."""
         values: dict[str, list[str | None]] = {c: [] for c in columns}
-        for row in csv.reader(io.StringIO(block.decode("utf-8", "replace"))):
+        # newline="": a bare CR ends a row, as it does for Arrow, instead of stopping the reader.
+        for row in csv.reader(io.StringIO(block.decode("utf-8", "replace"), newline="")):
             if not row:
                 continue
             good = len(row) == len(columns)
@@ -288,6 +289,16 @@ class BatchChecker:
             "",
         )
         return b"".join(buf.to_pybytes() for buf in _string_data(lines))
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """Unique names for the header's columns: the first ``number`` and ``since`` keep
+    theirs, every other column is named by its position (only the two are read, and
+    the header line itself is echoed as sent), so a repeated name cannot clash."""
+    names: list[str] = []
+    for i, name in enumerate(header):
+        names.append(name if name in ("number", "since") and name not in names else str(i))
+    return names
 
 
 def _json_strings(values: pa.ChunkedArray) -> pa.Array:
