@@ -63,6 +63,23 @@ def test_openapi_lists_the_federation_paths(spec: dict[str, Any]) -> None:
     assert listed >= FEDERATION_PATHS
 
 
+def refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in refs(value)]
+    return []
+
+
+def test_every_reference_in_the_document_resolves(spec: dict[str, Any]) -> None:
+    # A model's own "#/$defs/..." pasted into a route left clients and fuzzers unable to
+    # read the carrier's event body.
+    schemas = spec["components"]["schemas"]
+    unresolved = [ref for ref in refs(spec) if ref.removeprefix("#/components/schemas/") not in schemas]
+    assert unresolved == []
+
+
 def test_every_api_route_declares_a_4xx_response(spec: dict[str, Any]) -> None:
     missing = [
         f"{method.upper()} {path}"

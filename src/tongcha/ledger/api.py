@@ -26,9 +26,9 @@ from tongcha.ledger.parse import json_array_events, ndjson_events
 from tongcha.ledger.schemas import (
     CamaraCheckIn,
     CamaraCheckOut,
-    CarrierEventIn,
     IngestOut,
     ReassignmentOut,
+    events_body_schema,
 )
 from tongcha.ledger.tasks import BatchBlock, CheckRecord
 from tongcha.web.deps import CarrierCaller, HubDep, IndexDep, PlatformCaller
@@ -67,7 +67,7 @@ def _media_type(request: Request) -> str:
     openapi_extra={
         "requestBody": {
             "content": {
-                "application/json": {"schema": {"type": "array", "items": CarrierEventIn.model_json_schema()}},
+                "application/json": {"schema": events_body_schema()},
                 "application/x-ndjson": {"schema": {"type": "string", "description": "one event object per line"}},
             },
             "required": True,

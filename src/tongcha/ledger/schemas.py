@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,26 @@ class CarrierEventIn(BaseModel):
     occurred_at: str = Field(examples=["2024-05-01T09:30:00+08:00"])
     holder: HolderIn | None = None
     to_carrier: str | None = None
+
+
+def events_body_schema() -> dict[str, Any]:
+    """The JSON Schema of a batch of events, for the OpenAPI document: with the nested
+    models written in place, since the document has no ``$defs`` for a ``$ref`` to find."""
+    item = CarrierEventIn.model_json_schema()
+    defs: dict[str, Any] = item.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return inline({**defs[ref.removeprefix("#/$defs/")], **rest})
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"type": "array", "items": inline(item)}
 
 
 class RejectedEvent(BaseModel):
