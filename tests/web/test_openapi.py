@@ -118,6 +118,13 @@ def test_wrong_method_is_405_in_the_error_shape(client: TestClient) -> None:
     assert set(r.json()) == {"error"}
 
 
+def test_wrong_method_says_which_methods_are_allowed(client: TestClient) -> None:
+    # RFC 9110 asks a 405 for an Allow header; the error handler used to drop it.
+    r = client.delete("/carrier/v1/events")
+    assert r.status_code == 405
+    assert r.headers.get("allow") == "POST"
+
+
 def test_x_correlator_is_echoed(client: TestClient, parties: dict[str, str]) -> None:
     r = client.get(
         "/platform/v1/reassignments/+8613800138000",

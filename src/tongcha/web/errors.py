@@ -49,7 +49,10 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "INTERNAL" if exc.status_code >= 500 else "INVALID_ARGUMENT")
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error_response(exc.status_code, code, message)
+        response = error_response(exc.status_code, code, message)
+        # Starlette's own headers, e.g. the Allow of a 405 (RFC 9110).
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
