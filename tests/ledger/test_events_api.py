@@ -183,6 +183,22 @@ def test_bad_fields_are_rejected_without_echoing_identity(client: TestClient, pa
     assert out["accepted"] == 0
 
 
+def test_a_type_that_is_not_a_string_is_rejected_and_the_batch_kept(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    # A list or object as type used to answer the whole batch with a 500.
+    odd_types: list[object] = [[], {}]
+    bad = [ev("activated", N, "2019-01-01", ALICE, event_id=f"odd-{i}") | {"type": t} for i, t in enumerate(odd_types)]
+    r = client.post(
+        "/carrier/v1/events",
+        json=[*bad, ev("activated", "+8613900139000", "2019-01-01", ALICE)],
+        headers=bearer(parties["CMCC"]),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1
+    assert [(x["event_id"], x["rule"]) for x in r.json()["rejected"]] == [("odd-0", "bad_type"), ("odd-1", "bad_type")]
+
+
 def test_malformed_json_body_is_a_400_in_the_error_shape(client: TestClient, parties: dict[str, str]) -> None:
     r = client.post(
         "/carrier/v1/events",

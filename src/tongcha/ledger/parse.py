@@ -91,7 +91,8 @@ class EventParser:
             return Rejection(event_id, err.code, "bad_field", err.message)
 
     def _parse(self, event_id: str, raw: dict[str, Any]) -> Event:
-        kind = _TYPES.get(raw.get("type"))  # type: ignore[arg-type]
+        raw_type = raw.get("type")
+        kind = _TYPES.get(raw_type) if isinstance(raw_type, str) else None
         if kind is None:
             raise _Bad("bad_type", "type must be one of " + ", ".join(_TYPES))
         number = parse_mobile(raw.get("number"))
