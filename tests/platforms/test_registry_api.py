@@ -60,6 +60,34 @@ def test_bad_registry_input_is_a_400(client: TestClient, operator: dict[str, str
     assert client.get("/operator/v1/platforms/BAIDU", headers=operator).status_code == 404
 
 
+def test_registry_text_with_a_nul_character_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
+    # PostgreSQL cannot store a NUL: these used to answer 500 there (and be stored on SQLite).
+    app = {"code": "maps", "name_zh": "地图", "name_en": "Maps"}
+    for bad in (
+        {**BAIDU, "name": "Bai\x00du"},
+        {**BAIDU, "name_zh": "百\x00度"},
+        {**BAIDU, "base_url": "http://bai\x00du.example"},
+        {**BAIDU, "apps": [{**app, "name_en": "Ma\x00ps"}]},
+    ):
+        r = client.post("/operator/v1/platforms", json=bad, headers=operator)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert client.post("/operator/v1/platforms", json=BAIDU, headers=operator).status_code == 201
+    r = client.patch("/operator/v1/platforms/BAIDU", json={"base_url": "http://a\x00.example"}, headers=operator)
+    assert r.status_code == 400, r.text
+    r = client.post("/operator/v1/platforms/BAIDU/apps", json={**app, "name_zh": "地\x00图"}, headers=operator)
+    assert r.status_code == 400, r.text
+    jwk = {**protocol.public_jwk(protocol.new_signing_key("k")), "kid": "k\x00"}
+    r = client.post("/operator/v1/platforms/BAIDU/keys", json={"jwk": jwk}, headers=operator)
+    assert r.status_code == 400, r.text
+    got = client.get("/operator/v1/platforms/BAIDU", headers=operator).json()
+    assert (got["base_url"], [a["code"] for a in got["apps"]], got["keys"]) == (
+        "http://127.0.0.1:9/tongcha-base",
+        ["netdisk", "tieba"],
+        [],
+    )
+
+
 def test_registry_needs_an_operator_credential(client: TestClient, parties: dict[str, str]) -> None:
     assert client.get("/operator/v1/platforms").status_code == 401
     r = client.get("/operator/v1/platforms", headers=bearer(parties["JD"]))

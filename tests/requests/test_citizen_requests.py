@@ -449,6 +449,13 @@ def test_one_holders_token_never_reads_anothers_requests(client: TestClient, hub
     assert [x["request_id"] for x in client.get("/v1/requests", headers=bob).json()] == [request_id]
 
 
+def test_a_nul_in_a_request_id_is_a_400(client: TestClient, hub: Any) -> None:
+    # PostgreSQL refuses a NUL in the lookup: this answered 500 there.
+    r = client.get("/v1/requests/r_a%00b", headers=verify(client, hub, BOB, N))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+
+
 # Every kind of request: who asks, through which phone, and when it falls due if made
 # on 2025-09-30, the day before the National Day week (Oct 1-8 are holidays and
 # Saturday Oct 11 is a working day).

@@ -125,6 +125,25 @@ def test_wrong_method_says_which_methods_are_allowed(client: TestClient) -> None
     assert r.headers.get("allow") == "POST"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/v1/verifications/v_a%00b/code"),
+        ("post", "/platform/v1/tasks/t_a%00b/result"),
+        ("get", "/operator/v1/requests/r_a%00b"),
+        ("get", "/operator/v1/platforms/A%00B"),
+        ("delete", "/operator/v1/platforms/JD/keys/k%00"),
+    ],
+)
+def test_a_nul_in_a_path_id_is_a_400_in_the_error_shape(
+    client: TestClient, operator: dict[str, str], method: str, path: str
+) -> None:
+    # PostgreSQL refuses a NUL in the lookup: these answered 500 there.
+    r = client.request(method, path, headers=operator, json={"code": "123456"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+
+
 def test_x_correlator_is_echoed(client: TestClient, parties: dict[str, str]) -> None:
     r = client.get(
         "/platform/v1/reassignments/+8613800138000",

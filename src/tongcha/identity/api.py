@@ -13,7 +13,7 @@ from tongcha.kit.phone import e164, parse_mobile
 from tongcha.ledger import repository as ledger_repo
 from tongcha.notify import templates
 from tongcha.notify.sms import SmsGateway
-from tongcha.web.deps import CitizenCaller, HubDep, SessionDep
+from tongcha.web.deps import CitizenCaller, HubDep, PublicIdPath, SessionDep
 
 router = APIRouter(tags=["citizen"])
 log = logging.getLogger("tongcha.identity")
@@ -67,7 +67,7 @@ def _send(gateway: SmsGateway, to: str, text: str) -> None:
     summary="Trade the SMS code for a short-lived access token",
     responses=responses(InvalidArgument, NotFound, TooManyRequests),
 )
-def redeem_code(verification_id: str, body: CodeIn, session: SessionDep, hub: HubDep) -> TokenOut:
+def redeem_code(verification_id: PublicIdPath, body: CodeIn, session: SessionDep, hub: HubDep) -> TokenOut:
     result = service.redeem(session, hub.digester, verification_id, body.code.strip(), hub.clock.now())
     session.commit()  # a wrong try counts even though the answer is an error
     if isinstance(result, ApiError):

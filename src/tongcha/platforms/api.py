@@ -29,7 +29,7 @@ from tongcha.platforms.schemas import (
 )
 from tongcha.requests import repository as requests_repo
 from tongcha.sdk import protocol
-from tongcha.web.deps import HubDep, OperatorCaller, SessionDep
+from tongcha.web.deps import HubDep, KidPath, OperatorCaller, PublicIdPath, SessionDep
 
 router = APIRouter()
 operator = APIRouter(prefix="/operator/v1", tags=["operator"])
@@ -50,7 +50,7 @@ def jwks(hub: HubDep, response: Response) -> dict[str, Any]:
     summary="A platform's signed answer to a task it accepted with 202",
     responses=responses(InvalidArgument, Unauthenticated, NotFound, PayloadTooLarge),
 )
-async def task_result(task_id: str, request: Request, hub: HubDep) -> CallbackAck:
+async def task_result(task_id: PublicIdPath, request: Request, hub: HubDep) -> CallbackAck:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -110,7 +110,7 @@ def add_platform(body: PlatformIn, _: OperatorCaller, session: SessionDep, hub: 
 
 
 @operator.get("/platforms/{code}", responses=responses(Unauthenticated, NotFound))
-def get_platform(code: str, _: OperatorCaller, session: SessionDep) -> PlatformOut:
+def get_platform(code: PublicIdPath, _: OperatorCaller, session: SessionDep) -> PlatformOut:
     return _out(session, service.get(session, code))
 
 
@@ -119,7 +119,9 @@ def get_platform(code: str, _: OperatorCaller, session: SessionDep) -> PlatformO
     summary="Change where and how the hub calls a platform, or suspend/resume it",
     responses=responses(InvalidArgument, Unauthenticated, NotFound),
 )
-def patch_platform(code: str, body: PlatformPatch, _: OperatorCaller, session: SessionDep, hub: HubDep) -> PlatformOut:
+def patch_platform(
+    code: PublicIdPath, body: PlatformPatch, _: OperatorCaller, session: SessionDep, hub: HubDep
+) -> PlatformOut:
     change = service.PlatformUpdate(**body.model_dump())
     platform = service.update(session, code, change)
     hub.platforms.forget()
@@ -132,7 +134,7 @@ def patch_platform(code: str, body: PlatformPatch, _: OperatorCaller, session: S
     summary="Add an app to an enterprise",
     responses=responses(InvalidArgument, Unauthenticated, NotFound, Conflict),
 )
-def add_app(code: str, body: AppIn, _: OperatorCaller, session: SessionDep) -> PlatformOut:
+def add_app(code: PublicIdPath, body: AppIn, _: OperatorCaller, session: SessionDep) -> PlatformOut:
     platform = service.get(session, code)
     service.add_app(session, platform, service.AppSpec(body.code, body.name_zh, body.name_en))
     return _out(session, platform)
@@ -144,7 +146,7 @@ def add_app(code: str, body: AppIn, _: OperatorCaller, session: SessionDep) -> P
     summary="Register a public key for the platform's signed callbacks",
     responses=responses(InvalidArgument, Unauthenticated, NotFound, Conflict),
 )
-def add_key(code: str, body: KeyIn, _: OperatorCaller, session: SessionDep, hub: HubDep) -> KeyOut:
+def add_key(code: PublicIdPath, body: KeyIn, _: OperatorCaller, session: SessionDep, hub: HubDep) -> KeyOut:
     return KeyOut(kid=service.add_key(session, code, body.jwk, hub.clock.now()))
 
 
@@ -154,7 +156,7 @@ def add_key(code: str, body: KeyIn, _: OperatorCaller, session: SessionDep, hub:
     summary="Retire a platform key: callbacks signed with it are refused from now on",
     responses=responses(Unauthenticated, NotFound),
 )
-def retire_key(code: str, kid: str, _: OperatorCaller, session: SessionDep, hub: HubDep) -> Response:
+def retire_key(code: PublicIdPath, kid: KidPath, _: OperatorCaller, session: SessionDep, hub: HubDep) -> Response:
     service.retire_key(session, code, kid, hub.clock.now())
     return Response(status_code=204)
 
@@ -212,7 +214,7 @@ async def probe_now(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOu
     summary="A request's state and each platform's progress",
     responses=responses(Unauthenticated, NotFound),
 )
-def get_request(request_id: str, _: OperatorCaller, session: SessionDep) -> ProgressOut:
+def get_request(request_id: PublicIdPath, _: OperatorCaller, session: SessionDep) -> ProgressOut:
     request = requests_repo.request_by_public_id(session, request_id)
     if request is None:
         raise NotFound(f"no request {request_id!r}")

@@ -5,32 +5,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tongcha.kit.text import Text
 from tongcha.platforms.catalogue import AccountModel
 from tongcha.platforms.fanout import Progress
 from tongcha.platforms.models import PlatformStatus
 
 
 class AppIn(BaseModel):
-    code: str = Field(min_length=1, max_length=32)
-    name_zh: str = Field(min_length=1, max_length=200)
-    name_en: str = Field(min_length=1, max_length=200)
+    code: Text = Field(min_length=1, max_length=32)
+    name_zh: Text = Field(min_length=1, max_length=200)
+    name_en: Text = Field(min_length=1, max_length=200)
 
 
 class PlatformIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=32)
-    name: str = Field(min_length=1, max_length=200, description="English name")
-    name_zh: str | None = Field(default=None, max_length=200)
+    code: Text = Field(min_length=1, max_length=32)
+    name: Text = Field(min_length=1, max_length=200, description="English name")
+    name_zh: Text | None = Field(default=None, max_length=200)
     account_model: AccountModel = AccountModel.independent
-    base_url: str | None = Field(default=None, max_length=500)
+    base_url: Text | None = Field(default=None, max_length=500)
     apps: list[AppIn] = Field(default_factory=list, max_length=100)
 
 
 class PlatformPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str | None = Field(default=None, max_length=500)
+    base_url: Text | None = Field(default=None, max_length=500)
     status: PlatformStatus | None = None
     timeout_ms: int | None = None
     max_concurrency: int | None = None

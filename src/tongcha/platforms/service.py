@@ -165,8 +165,8 @@ def add_key(session: Session, code: str, jwk: dict[str, Any], now: datetime) -> 
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise InvalidArgument(f"not a usable public JWK: {exc.__class__.__name__}") from None
     kid = jwk.get("kid") or key.thumbprint()
-    if not isinstance(kid, str) or not 1 <= len(kid) <= 128:
-        raise InvalidArgument("the key's kid must be 1 to 128 characters")
+    if not isinstance(kid, str) or not 1 <= len(kid) <= 128 or "\x00" in kid:
+        raise InvalidArgument("the key's kid must be 1 to 128 characters, none of them NUL")
     if repo.key_exists(session, platform.id, kid):
         raise Conflict(f"{code} has a key {kid!r} already")
     public = dict(key.as_dict(private=False))

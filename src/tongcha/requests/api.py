@@ -28,7 +28,7 @@ from tongcha.requests.schemas import (
     UnbindIn,
 )
 from tongcha.requests.service import Ask, Citizen
-from tongcha.web.deps import CitizenCaller, HubDep
+from tongcha.web.deps import CitizenCaller, HubDep, PublicIdPath
 from tongcha.web.state import HubState
 
 router = APIRouter(tags=["citizen"])
@@ -151,7 +151,7 @@ def my_requests(citizen: CitizenCaller, hub: HubDep) -> list[RequestOut]:
     summary="One of my requests: state, due time, each platform's progress and result",
     responses=responses(Unauthenticated, NotFound),
 )
-def my_request(request_id: str, citizen: CitizenCaller, hub: HubDep) -> RequestOut:
+def my_request(request_id: PublicIdPath, citizen: CitizenCaller, hub: HubDep) -> RequestOut:
     with hub.sessions() as session:
         request = service.request_of(session, citizen.holder_digest, request_id)
         return _out(fanout.progress(session, request))

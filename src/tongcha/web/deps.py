@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -142,6 +142,12 @@ def citizen_caller(request: Request) -> Citizen:
         raise Unauthenticated("the access token is unknown, expired or revoked; verify again")
     return Citizen(found.holder_digest, found.number, found.id)
 
+
+# Path segments that name something stored. The ids the hub hands out (requests, tasks,
+# verifications) are URL-safe tokens and platform codes are letters, digits, - and _, so
+# anything else names nothing; a NUL in one would fail the lookup on PostgreSQL (a 500).
+PublicIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+KidPath = Annotated[str, Path(pattern=r"^[^\x00]{1,128}$")]
 
 CitizenCaller = Annotated[Citizen, Depends(citizen_caller)]
 CarrierCaller = Annotated[Caller, Depends(carrier_caller)]
