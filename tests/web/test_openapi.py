@@ -123,6 +123,8 @@ def test_wrong_method_says_which_methods_are_allowed(client: TestClient) -> None
     r = client.delete("/carrier/v1/events")
     assert r.status_code == 405
     assert r.headers.get("allow") == "POST"
+    # a path with a route per method lists them all
+    assert client.put("/operator/v1/platforms").headers.get("allow") == "GET, HEAD, POST"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from tongcha.kit.errors import ApiError
 
@@ -27,6 +28,9 @@ _STATUS_CODES = {
 }
 
 
+_HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, "details": details or []}}, status_code=status)
 
@@ -34,6 +38,20 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
 def _clean(errors: list[Any]) -> list[dict[str, Any]]:
     # Never echo the input back: it may hold an ID number or a name.
     return [{"field": ".".join(str(p) for p in e.get("loc", ())), "issue": e.get("msg", "")} for e in errors]
+
+
+def _allowed_methods(request: Request, named: str) -> str:
+    """Every method the app takes on this request's path (RFC 9110 asks a 405 for all of
+    them): Starlette names only the first route that matched, and a path may have one
+    route per method, so the documented operations on the path are added to its list."""
+    methods = {m.strip().upper() for m in named.split(",") if m.strip()}
+    path = request.url.path
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(path):
+            methods |= {m.upper() for m in operations if m.upper() in _HTTP_METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:
@@ -46,12 +64,13 @@ def install(app: FastAPI) -> None:
         return error_response(400, "INVALID_ARGUMENT", "the request is not valid", _clean(list(exc.errors())))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "INTERNAL" if exc.status_code >= 500 else "INVALID_ARGUMENT")
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         response = error_response(exc.status_code, code, message)
-        # Starlette's own headers, e.g. the Allow of a 405 (RFC 9110).
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["allow"] = _allowed_methods(request, response.headers.get("allow", ""))
         return response
 
     @app.exception_handler(Exception)
