@@ -110,6 +110,15 @@ def test_operator_suspends_and_tunes_a_platform(client: TestClient, operator: di
     assert bad.status_code == 400
 
 
+def test_an_sla_for_a_kind_that_does_not_exist_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
+    # A misspelt kind used to be stored with a 200 and never apply.
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    r = client.patch("/operator/v1/platforms/BAIDU", json={"sla_overrides": {"unbnd": 3}}, headers=operator)
+    assert r.status_code == 400, r.text
+    assert "unbind" in r.json()["error"]["message"]
+    assert client.get("/operator/v1/platforms/BAIDU", headers=operator).json()["sla_overrides"] == {}
+
+
 def test_platform_keys_are_registered_public_only_and_retired(client: TestClient, operator: dict[str, str]) -> None:
     client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
     key = protocol.new_signing_key("baidu-2026")

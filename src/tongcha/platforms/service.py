@@ -26,7 +26,11 @@ from tongcha.platforms.models import Platform, PlatformApp, PlatformKey, Platfor
 from tongcha.platforms.repository import apps_of as apps_of
 from tongcha.platforms.repository import callable_platforms as callable_platforms
 from tongcha.platforms.repository import live_kids as live_kids
+from tongcha.requests.models import RequestKind
 from tongcha.sdk import protocol
+
+# The request kinds a platform answers within an SLA (a probe has none).
+SLA_KINDS = frozenset(kind.value for kind in RequestKind if kind is not RequestKind.probe)
 
 
 def check_code(code: str) -> None:
@@ -146,6 +150,8 @@ def update(session: Session, code: str, change: PlatformUpdate) -> Platform:
         platform.max_concurrency = change.max_concurrency
     if change.sla_overrides is not None:
         for kind, days in change.sla_overrides.items():
+            if kind not in SLA_KINDS:
+                raise InvalidArgument("an SLA is set per request kind: " + ", ".join(sorted(SLA_KINDS)))
             if not isinstance(days, int) or not 1 <= days <= 30:
                 raise InvalidArgument(f"the SLA for {kind!r} must be 1 to 30 working days")
         platform.sla_overrides = dict(change.sla_overrides)
