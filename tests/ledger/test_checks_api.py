@@ -263,6 +263,29 @@ def test_csv_batch_with_a_repeated_header_column_reads_the_first(client: TestCli
     ]
 
 
+@pytest.mark.usefixtures("history")
+@pytest.mark.parametrize(
+    ("media", "body"),
+    [
+        ("text/csv", b"\xef\xbb\xbfnumber,since\n+8613800138000,2022-01-01\n"),
+        ("text/csv", b'"number","since"\n"+8613800138000","2022-01-01"\n'),
+        ("application/x-ndjson", b'\xef\xbb\xbf{"number": "+8613800138000", "since": "2022-01-01"}\n'),
+    ],
+    ids=["csv-with-bom", "csv-quoted-header", "ndjson-with-bom"],
+)
+def test_a_file_saved_by_excel_gets_one_answer_per_row(
+    client: TestClient, parties: dict[str, str], media: str, body: bytes
+) -> None:
+    # A byte order mark or a quoted header used to read the header as a row of its own.
+    r = batch(client, parties["JD"], body, media)
+    assert r.status_code == 200, r.text
+    lines = r.content.splitlines()
+    if media == "text/csv":
+        assert lines[0].endswith(b",result,last_change_on,error")
+        lines = lines[1:]
+    assert len(lines) == 1 and b"no" in lines[0] and b"invalid" not in lines[0], lines
+
+
 def test_batch_with_wrong_content_type_is_415(client: TestClient, parties: dict[str, str]) -> None:
     assert_error(batch(client, parties["JD"], b'{"a": 1}', "application/json"), 415, "INVALID_ARGUMENT")
 

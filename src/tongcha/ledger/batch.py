@@ -8,6 +8,7 @@ number in an unusual format) takes a row-by-row path for just that block's odd r
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -94,8 +95,10 @@ class BatchChecker:
     # ----- public ---------------------------------------------------------------------
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        for block in split_blocks(chunks):
-            yield self.check_block(block)
+        for i, block in enumerate(split_blocks(chunks)):
+            # Excel and Windows tools start UTF-8 files with a byte order mark; left on,
+            # it hid the CSV header (or spoilt the first NDJSON row) and added a bad row.
+            yield self.check_block(block.removeprefix(codecs.BOM_UTF8) if i == 0 else block)
 
     def check_block(self, block: bytes) -> bytes:
         if self.fmt == "csv":
@@ -125,7 +128,8 @@ class BatchChecker:
         header = b""
         if self._columns is None:
             first_line, _, rest = block.partition(b"\n")
-            names = [c.strip().lower() for c in first_line.decode("utf-8", "replace").strip("\r").split(",")]
+            header_text = first_line.decode("utf-8", "replace").strip("\r")
+            names = [c.strip().strip('"').strip().lower() for c in header_text.split(",")]
             if "number" in names and "since" in names:
                 self._columns = _column_names(names)
                 header = first_line.rstrip(b"\r") + b",result,last_change_on,error\n"
