@@ -6,6 +6,7 @@ number or a name.
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -151,6 +152,8 @@ class EventParser:
 def ndjson_events(lines: Iterable[bytes]) -> Iterator[Any]:
     """Each non-blank line a JSON object; a line that is not one becomes a Rejection."""
     for lineno, line in enumerate(lines, start=1):
+        if lineno == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)  # as Windows tools start UTF-8 files
         if not line.strip():
             continue
         try:
@@ -171,6 +174,8 @@ def csv_events(text: IO[str]) -> Iterator[Any]:
     if header is None:
         return
     columns = [h.strip() for h in header]
+    if columns:
+        columns[0] = columns[0].removeprefix("\ufeff").strip()  # a byte order mark read as text
     missing = [c for c in ("event_id", "type", "number", "occurred_at") if c not in columns]
     if missing:
         yield Rejection(None, "INVALID_ARGUMENT", "malformed", "CSV header lacks " + ", ".join(missing))
