@@ -15,7 +15,6 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
-    bindparam,
     delete,
     func,
     select,
@@ -61,11 +60,14 @@ def existing_event_ids(session: Session, carrier_id: int, event_ids: Sequence[st
     if not event_ids:
         return set()
     if is_postgres(session):
-        rows = session.execute(
-            text("SELECT event_id FROM ledger_events WHERE carrier_id = :c AND event_id = ANY(:ids)"),
-            {"c": carrier_id, "ids": list(event_ids)},
+        # One text parameter that the server splits: psycopg's array dumper walks a list of
+        # tens of thousands in Python, several times slower than the join. No event id
+        # holds a newline (parse.storable_event_id).
+        ids = text("string_to_array(:ids, E'\\n')").bindparams(ids="\n".join(event_ids))
+        stmt = select(LedgerEvent.event_id).where(
+            LedgerEvent.carrier_id == carrier_id, LedgerEvent.event_id == func.any(ids)
         )
-        return {r[0] for r in rows}
+        return set(session.scalars(stmt))
     found: set[str] = set()
     for part in _chunks(event_ids):
         stmt = select(LedgerEvent.event_id).where(LedgerEvent.carrier_id == carrier_id, LedgerEvent.event_id.in_(part))
@@ -100,7 +102,8 @@ def events_of(session: Session, numbers: Sequence[int]) -> dict[int, list[Event]
     for part in parts:
         stmt = select(*_EVENT_COLUMNS)
         if is_postgres(session):
-            stmt = stmt.where(LedgerEvent.number == func.any(bindparam("nums", list(part))))
+            nums = text("string_to_array(:nums, ',')::int8[]").bindparams(nums=",".join(map(str, part)))
+            stmt = stmt.where(LedgerEvent.number == func.any(nums))
         else:
             stmt = stmt.where(LedgerEvent.number.in_(part))
         for row in session.execute(stmt):
