@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -81,3 +82,19 @@ def test_fast_answers_carry_a_correlator_like_every_other_answer(client: TestCli
     )
     assert r.status_code == 200
     assert r.headers["x-correlator"] != "bad value with spaces"
+
+
+@pytest.mark.usefixtures("history")
+def test_over_http_the_fast_path_decodes_the_number_once_as_the_route_does(
+    live_hub: str, parties: dict[str, str]
+) -> None:
+    def ask(path_number: str) -> httpx.Response:
+        url = f"{live_hub}/platform/v1/reassignments/{path_number}"
+        return httpx.get(url, params={"since": "2019-01-01"}, headers=bearer(parties["JD"]))
+
+    once = ask("%2B8613800138000")
+    assert once.status_code == 200 and once.json()["number"] == N
+    # Encoded twice, the number reads "%2B86…" once decoded: not a phone number.
+    twice = ask("%252B8613800138000")
+    assert twice.status_code == 400
+    assert twice.json()["error"]["code"] == "INVALID_ARGUMENT"

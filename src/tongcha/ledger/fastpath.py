@@ -50,7 +50,7 @@ class FastCheck:
     async def _answer(self, scope: Scope, send: Send) -> bool:
         from tongcha.ledger.api import _check_one
 
-        number = unquote(scope["path"][len(PREFIX) :])
+        number = scope["path"][len(PREFIX) :]  # the server has percent-decoded the path
         query = scope["query_string"]
         if "/" in number or not query.startswith(b"since=") or b"&" in query:
             return False
