@@ -94,3 +94,14 @@ def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the
     write_csv(path, 400)
     again = importer.import_file(per_commit, path, "CMCC", clock=clock)
     assert (again.accepted, again.duplicates, again.rejected) == (400 - kept, kept, 0)
+
+
+@pytest.mark.usefixtures("parties")
+def test_a_file_without_extension_starting_with_a_byte_order_mark_is_read_as_ndjson(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "events-from-windows"
+    path.write_bytes(b"\xef\xbb\xbf" + b"".join(orjson.dumps(e) + b"\r\n" for e in events_for(3)))
+    totals = importer.import_file(settings, path, "CMCC", clock=clock)
+    assert (totals.accepted, totals.rejected) == (3, 3)
+    assert [rule.split(":")[0] for rule in totals.by_rule] == ["tenure_open"]  # the second activations

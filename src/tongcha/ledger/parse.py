@@ -226,4 +226,4 @@ def sniff_format(path: str, head: bytes) -> str:
         return "ndjson"
     if lowered.endswith(".csv"):
         return "csv"
-    return "ndjson" if head.lstrip().startswith(b"{") else "csv"
+    return "ndjson" if head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"{") else "csv"
