@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import codecs
-import io
 
 import orjson
 from fastapi.testclient import TestClient
 
 from tests.conftest import bearer
 from tests.factories import ALICE, BOB, ev
-from tongcha.ledger.parse import csv_events
 
 N = "+8613800138000"
 
@@ -215,11 +213,6 @@ def test_an_ndjson_stream_starting_with_a_byte_order_mark_keeps_its_first_event(
     )
     assert r.status_code == 200, r.text
     assert (r.json()["accepted"], r.json()["rejected"]) == (1, [])
-
-
-def test_a_csv_header_after_a_byte_order_mark_is_read() -> None:
-    text = "\ufeffevent_id,type,number,occurred_at\ne1,cancelled,+8613800138000,2024-01-01T10:00:00+08:00\n"
-    assert [row["event_id"] for row in csv_events(io.StringIO(text))] == ["e1"]
 
 
 def test_malformed_json_body_is_a_400_in_the_error_shape(client: TestClient, parties: dict[str, str]) -> None:

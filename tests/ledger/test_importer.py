@@ -105,3 +105,13 @@ def test_a_file_without_extension_starting_with_a_byte_order_mark_is_read_as_ndj
     totals = importer.import_file(settings, path, "CMCC", clock=clock)
     assert (totals.accepted, totals.rejected) == (3, 3)
     assert [rule.split(":")[0] for rule in totals.by_rule] == ["tenure_open"]  # the second activations
+
+
+@pytest.mark.usefixtures("parties")
+def test_a_csv_file_starting_with_a_byte_order_mark_has_its_header_read(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "events.csv", 2)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves UTF-8
+    totals = importer.import_file(settings, path, "CMCC", clock=clock)
+    assert (totals.accepted, totals.rejected) == (2, 0)

@@ -50,7 +50,8 @@ def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
 def _csv_rows(raw: IO[bytes]) -> Iterator[Any]:
     import io
 
-    text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    # utf-8-sig: a byte order mark at the start (as Excel saves UTF-8) is not header text.
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
     try:
         yield from csv_events(text)
     finally:

@@ -174,8 +174,6 @@ def csv_events(text: IO[str]) -> Iterator[Any]:
     if header is None:
         return
     columns = [h.strip() for h in header]
-    if columns:
-        columns[0] = columns[0].removeprefix("\ufeff").strip()  # a byte order mark read as text
     missing = [c for c in ("event_id", "type", "number", "occurred_at") if c not in columns]
     if missing:
         yield Rejection(None, "INVALID_ARGUMENT", "malformed", "CSV header lacks " + ", ".join(missing))
