@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -83,6 +86,21 @@ def test_invalid_number_is_a_400_invalid_argument(client: TestClient, parties: d
     assert_error(get_check(client, parties["JD"], "not-a-number", "2020-01-01"), 400, "INVALID_ARGUMENT")
 
 
+# phonenumbers alone read past the letters, or turned them into digits: these were answered.
+LETTERED = ["abc13800138000", "1-800-FLOWERS", "+86 138 CALL 8000", "+86-13800138000x1"]
+
+
+@pytest.mark.usefixtures("history")
+@pytest.mark.parametrize("number", LETTERED)
+def test_a_number_with_letters_is_a_400_and_not_checked(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session], number: str
+) -> None:
+    r = get_check(client, parties["JD"], number, "2019-06-01")
+    assert_error(r, 400, "INVALID_ARGUMENT")
+    assert r.json()["error"]["message"].startswith("number is not a phone number")
+    assert check_rows(sessions) == []
+
+
 @pytest.mark.parametrize("since", ["2020-13-01", "2020/01/01", "yesterday", "20200101", ""])
 def test_malformed_since_is_a_400(client: TestClient, parties: dict[str, str], since: str) -> None:
     r = get_check(client, parties["JD"], N, since)
@@ -142,6 +160,14 @@ def test_camara_no_data_is_400_out_of_range(client: TestClient, parties: dict[st
     assert_error(before_records, 400, "OUT_OF_RANGE")
     unknown = camara(client, parties["MEITUAN"], {"phoneNumber": "+8613700137000", "specifiedDate": "2020-01-01"})
     assert_error(unknown, 400, "OUT_OF_RANGE")
+
+
+@pytest.mark.usefixtures("history")
+@pytest.mark.parametrize("number", LETTERED)
+def test_camara_number_with_letters_is_a_400(client: TestClient, parties: dict[str, str], number: str) -> None:
+    r = camara(client, parties["MEITUAN"], {"phoneNumber": number, "specifiedDate": "2019-01-01"})
+    assert_error(r, 400, "INVALID_ARGUMENT")
+    assert r.json()["error"]["message"].startswith("number is not a phone number")
 
 
 def test_camara_extra_field_is_400(client: TestClient, parties: dict[str, str]) -> None:
@@ -284,6 +310,28 @@ def test_a_file_saved_by_excel_gets_one_answer_per_row(
         assert lines[0].endswith(b",result,last_change_on,error")
         lines = lines[1:]
     assert len(lines) == 1 and b"no" in lines[0] and b"invalid" not in lines[0], lines
+
+
+@pytest.mark.usefixtures("history")
+@pytest.mark.parametrize("media", ["text/csv", "application/x-ndjson"])
+def test_batch_marks_a_number_with_letters_or_a_tab_invalid_as_a_single_check_would(
+    client: TestClient, parties: dict[str, str], media: str
+) -> None:
+    # These rows were answered: the row-by-row parser stripped the tab and phonenumbers
+    # read past the letters.
+    numbers = [*LETTERED, "\t13800138000", "+86 138 0013 8000"]
+    if media == "text/csv":
+        body = ("number,since\n" + "".join(f'"{n}",2019-06-01\n' for n in numbers)).encode()
+    else:
+        body = b"".join(orjson.dumps({"number": n, "since": "2019-06-01"}) + b"\n" for n in numbers)
+    r = batch(client, parties["JD"], body, media)
+    assert r.status_code == 200, r.text
+    if media == "text/csv":
+        rows = [(row["number"], row["result"], row["error"]) for row in csv.DictReader(io.StringIO(r.text))]
+    else:
+        rows = [(o["number"], o["result"], o.get("error", "")) for o in map(orjson.loads, r.content.splitlines())]
+    bad = "number is not a mainland China mobile number"
+    assert rows == [*((n, "invalid", bad) for n in numbers[:-1]), ("+86 138 0013 8000", "yes", "")]
 
 
 def test_batch_with_wrong_content_type_is_415(client: TestClient, parties: dict[str, str]) -> None:

@@ -185,6 +185,27 @@ def test_bad_fields_are_rejected_without_echoing_identity(client: TestClient, pa
     assert out["accepted"] == 0
 
 
+def test_a_number_with_letters_is_rejected_and_not_read_as_digits(client: TestClient, parties: dict[str, str]) -> None:
+    # phonenumbers alone read past the letters, or turned them into digits: both were accepted.
+    out = send(
+        client,
+        parties["CMCC"],
+        [
+            ev("activated", "abc13800138000", "2019-01-01", ALICE, event_id="letters-before"),
+            ev("activated", "1-800-FLOWERS", "2019-01-01", ALICE, event_id="vanity"),
+            ev("activated", ALICE["id_number"][:-1] + "X", "2019-01-01", BOB, event_id="an-id-number"),
+        ],
+    )
+    assert out["accepted"] == 0
+    assert {(r["event_id"], r["code"], r["reason"].split(":")[0]) for r in out["rejected"]} == {  # type: ignore[union-attr]
+        ("letters-before", "INVALID_ARGUMENT", "number is not a phone number"),
+        ("vanity", "INVALID_ARGUMENT", "number is not a phone number"),
+        ("an-id-number", "INVALID_ARGUMENT", "number is not a phone number"),
+    }
+    assert ALICE["id_number"][:-1] not in orjson.dumps(out).decode()
+    assert check(client, parties["JD"], N, "2020-01-01")["result"] == "no_data"
+
+
 def test_a_type_that_is_not_a_string_is_rejected_and_the_batch_kept(
     client: TestClient, parties: dict[str, str]
 ) -> None:

@@ -237,6 +237,17 @@ def test_bad_verification_input_is_a_400_and_never_echoes_the_id(client: TestCli
         assert bad_id not in r.text and BOB["name"] not in r.text
 
 
+def test_a_phone_with_letters_is_a_400_and_no_code_is_sent(client: TestClient, hub: Any) -> None:
+    # phonenumbers read past the letters: this sent Bob's code to N.
+    sent = len(hub.sms.inbox(N))
+    r = client.post("/v1/verifications", json={"phone": "tel:" + N, **BOB})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert r.json()["error"]["message"].startswith("number is not a phone number")
+    time.sleep(0.1)
+    assert len(hub.sms.inbox(N)) == sent
+
+
 def test_tampered_expired_and_revoked_tokens_are_refused(client: TestClient, hub: Any, clock: FixedClock) -> None:
     token = verify(client, hub, BOB, N)
     assert client.get("/v1/me/numbers", headers=token).status_code == 200
@@ -383,6 +394,16 @@ def test_history_looks_only_inside_my_old_tenure(
     assert done["platforms"][0]["answer"] == {"counts": [{"app": "jd", "count": 1}]}
     work(sessions, settings, clock)  # the result goes to the phone Alice verified with
     assert done["request_id"] in hub.sms.inbox(M)[-1].text
+
+
+def test_a_request_about_a_number_with_letters_is_a_400(client: TestClient, hub: Any, jd: SimPlatform) -> None:
+    # phonenumbers read past the letters: this opened a request about N.
+    bob = verify(client, hub, BOB, N)
+    r = client.post("/v1/unbind-requests", json={"number": "abc" + N[1:]}, headers=bob)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert r.json()["error"]["message"].startswith("number is not a phone number")
+    assert client.get("/v1/requests", headers=bob).json() == []
 
 
 def test_a_citizen_acts_only_on_numbers_they_hold(client: TestClient, hub: Any, jd: SimPlatform) -> None:

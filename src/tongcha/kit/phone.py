@@ -19,7 +19,13 @@ _CN = phonenumbers.PhoneMetadata.metadata_for_region("CN")
 assert _CN is not None and _CN.mobile is not None and _CN.mobile.national_number_pattern
 MOBILE_PATTERN: str = _CN.mobile.national_number_pattern
 _MOBILE = re.compile(f"(?:{MOBILE_PATTERN})")
-_FAST = re.compile(r"(?:\+86)?(1\d{10})")
+_FAST = re.compile(r"(?:\+86)?(1[0-9]{10})")
+# What a number may be written with: ASCII digits and the separators people put between
+# them. phonenumbers.parse is lenient beyond that: it skips text before the digits
+# ("abc13800138000"), reads vanity letters as digits ("1-800-FLOWERS"), drops
+# extensions ("ext. 12") and takes digits of other scripts, so an ID number or a
+# typo could pass for a phone number.
+_WRITTEN = re.compile(r"[0-9 +\-().]+")
 
 
 class InvalidNumber(InvalidArgument):
@@ -53,6 +59,8 @@ def parse_mobile(raw: object) -> int:
         if _MOBILE.fullmatch(national) is None:
             raise InvalidNumber("number is not a mainland China mobile number")
         return int(national)
+    if _WRITTEN.fullmatch(raw) is None:
+        raise InvalidNumber("number is not a phone number: only digits, spaces and + - ( ) . are allowed")
     try:
         parsed = phonenumbers.parse(raw, "CN")
     except phonenumbers.NumberParseException:
