@@ -237,6 +237,24 @@ def test_bad_verification_input_is_a_400_and_never_echoes_the_id(client: TestCli
         assert bad_id not in r.text and BOB["name"] not in r.text
 
 
+CONTROL_ISSUE = "Value error, must not contain control characters (such as NUL, a tab or a line break)"
+
+
+@pytest.mark.parametrize("name", ["李\x00娜", "李娜\n", "李\t娜", "李\x1b娜"], ids=["nul", "newline", "tab", "escape"])
+def test_a_control_character_in_the_name_is_a_400_not_a_silent_mismatch(
+    client: TestClient, hub: Any, name: str
+) -> None:
+    # These were answered 202, as a mismatch (or, with the name trimmed, a match) would be.
+    sent = len(hub.sms.inbox(N))
+    r = client.post("/v1/verifications", json={"phone": N, "name": name, "id_number": BOB["id_number"]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert r.json()["error"]["details"] == [{"field": "body.name", "issue": CONTROL_ISSUE}]
+    assert "李" not in r.text and BOB["id_number"] not in r.text
+    time.sleep(0.1)
+    assert len(hub.sms.inbox(N)) == sent
+
+
 def test_a_phone_with_letters_is_a_400_and_no_code_is_sent(client: TestClient, hub: Any) -> None:
     # phonenumbers read past the letters: this sent Bob's code to N.
     sent = len(hub.sms.inbox(N))
@@ -394,6 +412,21 @@ def test_history_looks_only_inside_my_old_tenure(
     assert done["platforms"][0]["answer"] == {"counts": [{"app": "jd", "count": 1}]}
     work(sessions, settings, clock)  # the result goes to the phone Alice verified with
     assert done["request_id"] in hub.sms.inbox(M)[-1].text
+
+
+@pytest.mark.parametrize("account_ref", ["b\x001", "b\n1", "b1\r", "b\x1b1"], ids=["nul", "newline", "cr", "escape"])
+def test_a_control_character_in_a_disputes_account_ref_is_a_400_and_nothing_is_asked(
+    client: TestClient, hub: Any, jd: SimPlatform, account_ref: str
+) -> None:
+    # These were stored in the request (a NUL too: its params are JSON) and sent to JD.
+    bob = verify(client, hub, BOB, N)
+    body = {"number": N, "platform": "JD", "account_ref": account_ref, "action": "freeze"}
+    r = client.post("/v1/disputes", json=body, headers=bob)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert r.json()["error"]["details"] == [{"field": "body.account_ref", "issue": CONTROL_ISSUE}]
+    assert client.get("/v1/requests", headers=bob).json() == []
+    assert jd.accounts.accounts["b1"].status != "frozen"
 
 
 def test_a_request_about_a_number_with_letters_is_a_400(client: TestClient, hub: Any, jd: SimPlatform) -> None:

@@ -4,10 +4,12 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
+from tongcha.kit.text import OneLine
+
 
 class VerificationIn(BaseModel):
     phone: str = Field(description="E.164, or 11 digits")
-    name: str | None = Field(default=None, max_length=100)
+    name: OneLine | None = Field(default=None, max_length=100)
     id_number: str | None = Field(default=None, max_length=32)
     id_last6: str | None = Field(default=None, max_length=6)
 

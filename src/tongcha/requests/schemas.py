@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from tongcha.kit.text import OneLine
+
 
 class Accepted(BaseModel):
     request_id: str
@@ -38,7 +40,7 @@ class UnbindIn(OneNumber):
 
 class DisputeIn(OneNumber):
     platform: str
-    account_ref: str = Field(min_length=1, max_length=200)
+    account_ref: OneLine = Field(min_length=1, max_length=200)
     action: Literal["unbind", "freeze", "cancel"]
 
 
