@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import io
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +117,20 @@ def test_a_csv_file_starting_with_a_byte_order_mark_has_its_header_read(
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves UTF-8
     totals = importer.import_file(settings, path, "CMCC", clock=clock)
     assert (totals.accepted, totals.rejected) == (2, 0)
+
+
+@pytest.mark.usefixtures("parties")
+def test_checking_a_file_leaves_no_file_open(settings: Settings, clock: FixedClock, tmp_path: Path) -> None:
+    # The look at the file's head to tell CSV from NDJSON left it open: a ResourceWarning.
+    path = tmp_path / "asks"
+    path.write_bytes(b"number,since\n+8613800138000,2020-01-01\n")
+    sink = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        stats = importer.check_file(settings, path, sink, "JD", clock=clock)
+        gc.collect()
+    assert [str(w.message) for w in caught if str(path) in str(w.message)] == []
+    assert (stats.rows, sink.getvalue()) == (
+        1,
+        b"number,since,result,last_change_on,error\n+8613800138000,2020-01-01,no_data,,\n",
+    )

@@ -158,7 +158,8 @@ def check_file(
                     raise LookupError(f"no platform with code {platform_code!r}")
                 platform_id = platform.id
         index = ledger_index.load(engine)
-        head = path.open("rb").read(4096)
+        with path.open("rb") as raw:
+            head = raw.read(4096)
         fmt = sniff_format(str(path), head)
         checker = BatchChecker(index, service.today_in(settings, clock), fmt)
         log = CheckLog(engine, Digester.from_settings(settings))
