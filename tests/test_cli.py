@@ -95,6 +95,9 @@ def _scenario(url: str, work: Path) -> Scenario:
     )
     sc.check_out = work / "out.csv"
     sc.outputs["check"] = run_cli(url, "ledger", "check", str(asks), "-o", str(sc.check_out))
+    for name, content in (("empty", b""), ("header-only", b"number,since\r\n")):
+        (work / f"{name}.csv").write_bytes(content)
+        sc.outputs[f"check {name}"] = run_cli(url, "ledger", "check", str(work / f"{name}.csv"))
     return sc
 
 
@@ -272,3 +275,11 @@ def test_ledger_check_writes_results_to_the_output_file(sc: Scenario) -> None:
 
 def test_ledger_check_records_every_valid_check(sc: Scenario) -> None:
     assert sc.scalar("SELECT COUNT(*) FROM reassignment_checks WHERE channel = 'batch'") == 3
+
+
+@pytest.mark.parametrize("name", ["empty", "header-only"])
+def test_ledger_check_of_an_empty_file_prints_the_header_of_an_empty_table(sc: Scenario, name: str) -> None:
+    # An empty file was answered with nothing at all, not even the header line.
+    out = sc.outputs[f"check {name}"]
+    assert out.stdout == "number,since,result,last_change_on,error\n"
+    assert "0 rows" in out.stderr

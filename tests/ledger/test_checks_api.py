@@ -334,6 +334,37 @@ def test_batch_marks_a_number_with_letters_or_a_tab_invalid_as_a_single_check_wo
     assert rows == [*((n, "invalid", bad) for n in numbers[:-1]), ("+86 138 0013 8000", "yes", "")]
 
 
+@pytest.mark.parametrize(
+    ("media", "body", "answer"),
+    [
+        ("text/csv", b"", b"number,since,result,last_change_on,error\n"),
+        ("text/csv", b"\r\n\n", b"number,since,result,last_change_on,error\n"),
+        ("text/csv", b"number,since\n", b"number,since,result,last_change_on,error\n"),
+        ("text/csv", b"\xef\xbb\xbfnumber,since,note\r\n", b"number,since,note,result,last_change_on,error\n"),
+        ("application/x-ndjson", b"", b""),
+        ("application/x-ndjson", b"\n", b""),
+    ],
+    ids=[
+        "csv-empty",
+        "csv-blank-lines",
+        "csv-header-only",
+        "csv-header-only-from-excel",
+        "ndjson-empty",
+        "ndjson-blank",
+    ],
+)
+def test_an_empty_batch_is_answered_with_an_empty_table_of_the_same_shape(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session], media: str, body: bytes, answer: bytes
+) -> None:
+    # An empty CSV body was answered with nothing at all, not even the header line.
+    r = batch(client, parties["JD"], body, media)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith(media)
+    assert r.content == answer
+    with sessions() as session:
+        assert session.execute(text("SELECT rows, invalid_rows FROM reassignment_batches")).all() == [(0, 0)]
+
+
 def test_batch_with_wrong_content_type_is_415(client: TestClient, parties: dict[str, str]) -> None:
     assert_error(batch(client, parties["JD"], b'{"a": 1}', "application/json"), 415, "INVALID_ARGUMENT")
 

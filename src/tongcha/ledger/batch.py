@@ -41,6 +41,7 @@ ERRORS = pa.array(
     ]
 )
 ERR_NONE, ERR_NUMBER, ERR_DATE, ERR_FUTURE, ERR_ROW = range(5)
+CSV_HEADER = b"number,since,result,last_change_on,error\n"
 _SAFE_JSON = r"^[0-9+ ()\-]*$"
 _PLAIN_CSV = r"^[0-9A-Za-z+ ()\-:./_]*$"
 # A line whose first character is not "{": Arrow's JSON reader crashes the process (a
@@ -99,6 +100,10 @@ class BatchChecker:
             # Excel and Windows tools start UTF-8 files with a byte order mark; left on,
             # it hid the CSV header (or spoilt the first NDJSON row) and added a bad row.
             yield self.check_block(block.removeprefix(codecs.BOM_UTF8) if i == 0 else block)
+        if self.fmt == "csv" and self._columns is None:
+            # Nothing was sent (or blank lines only): the answer is still a CSV table,
+            # with its header and no rows, as for a file that is a header alone.
+            yield CSV_HEADER
 
     def check_block(self, block: bytes) -> bytes:
         if self.fmt == "csv":
@@ -136,7 +141,7 @@ class BatchChecker:
                 block = rest
             else:
                 self._columns = ["number", "since"]
-                header = b"number,since,result,last_change_on,error\n"
+                header = CSV_HEADER
         columns = self._columns
         try:
             return header, pacsv.read_csv(
