@@ -319,3 +319,31 @@ def test_port_is_not_a_change_of_hands() -> None:
         event("activated", date(2019, 1, 1), holder="alice"), event("ported", date(2020, 1, 1), to_carrier=CUCC)
     )
     assert check(state, date(2019, 6, 1)) == "no"
+
+
+def test_a_refused_event_leaves_no_reference_cycle_for_the_collector() -> None:
+    # An import turns the collector off and runs it once per commit (importer.py), so
+    # every chunk it replays must be freed as soon as it is dropped.
+    import gc
+
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        existing = [event("activated", date(2020, 1, 1), holder="alice", row_id=1)]
+        out = replay(
+            NUMBER,
+            existing,
+            [
+                event("activated", date(2020, 2, 1), holder="bob"),
+                event("cancelled", date(2019, 6, 1)),
+                event("suspended", date(2021, 1, 1)),
+            ],
+            quarantine,
+        )
+        assert rules(out) == ["no_open_tenure", "tenure_open"]
+        del out
+        assert gc.collect() == 0
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -121,8 +121,8 @@ def _collect_per_commit() -> Iterator[Callable[[], int]]:
     An import makes and drops millions of small objects, and the collector's automatic
     passes over everything alive took about a fifth of it (docs/benchmarks.md §1). For
     the import, the objects alive before it are set aside (frozen) and the automatic
-    passes stop; what each commit leaves behind (a rejected event's traceback holds a
-    reference cycle) is collected after that commit.
+    passes stop; whatever reference cycles a commit leaves behind are collected after
+    that commit.
     """
     enabled = gc.isenabled()
     gc.freeze()

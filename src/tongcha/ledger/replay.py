@@ -215,7 +215,12 @@ def replay(
         try:
             state = _fold(number, trial, quarantine_days)
         except Contradiction as exc:
-            rejected.append((candidate, _own_fault(number, trial, candidate, exc, quarantine_days)))
+            # Kept as a plain copy: the exceptions carry tracebacks whose frames hold this
+            # fold and, up the stack, the caller's whole chunk, in reference cycles that
+            # only the garbage collector would free.
+            fault = _own_fault(number, trial, candidate, exc, quarantine_days)
+            rejected.append((candidate, Contradiction(fault.code, fault.rule, fault.reason)))
+            del fault
             continue
         kept = trial
         accepted.append(candidate)
