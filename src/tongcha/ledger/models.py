@@ -98,7 +98,9 @@ class Tenure(Base):
     end_reason: Mapped[str | None] = mapped_column(String(16))
     revision: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_tenures_holder_digest", "holder_digest"),)
+    # Only ever matched for equality; on PostgreSQL a hash index takes the random digests
+    # for about a third of a B-tree's cost on COPY (docs/benchmarks.md §1).
+    __table_args__ = (Index("ix_tenures_holder_digest", "holder_digest", postgresql_using="hash"),)
 
 
 class LedgerNumber(Base):
