@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 
 import orjson
 import pytest
@@ -51,7 +52,7 @@ def assert_error(r, status: int, code: str) -> None:  # type: ignore[no-untyped-
     assert isinstance(body["error"]["details"], list)
 
 
-def check_rows(sessions: sessionmaker[Session]) -> list[tuple[object, ...]]:
+def check_rows(sessions: sessionmaker[Session]) -> list[tuple[int | None, str, date, str, str]]:
     with sessions() as session:
         return list(
             session.execute(
@@ -84,6 +85,15 @@ def test_current_holder_since_their_activation_gets_no(client: TestClient, parti
 def test_invalid_number_is_a_400_invalid_argument(client: TestClient, parties: dict[str, str]) -> None:
     assert_error(get_check(client, parties["JD"], "+8612345678901", "2020-01-01"), 400, "INVALID_ARGUMENT")
     assert_error(get_check(client, parties["JD"], "not-a-number", "2020-01-01"), 400, "INVALID_ARGUMENT")
+
+
+@pytest.mark.usefixtures("history")
+def test_full_width_digits_as_an_input_method_types_them_are_the_same_number(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    r = get_check(client, parties["JD"], "＋８６１３８００１３８０００", "2019-06-01")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"number": N, "since": "2019-06-01", "result": "yes", "last_change_on": "2021-08-15"}
 
 
 # phonenumbers alone read past the letters, or turned them into digits: these were answered.
@@ -319,7 +329,7 @@ def test_batch_marks_a_number_with_letters_or_a_tab_invalid_as_a_single_check_wo
 ) -> None:
     # These rows were answered: the row-by-row parser stripped the tab and phonenumbers
     # read past the letters.
-    numbers = [*LETTERED, "\t13800138000", "+86 138 0013 8000"]
+    numbers = [*LETTERED, "\t13800138000", "１３８ ００１３ ８０００", "+86 138 0013 8000"]
     if media == "text/csv":
         body = ("number,since\n" + "".join(f'"{n}",2019-06-01\n' for n in numbers)).encode()
     else:
@@ -331,7 +341,8 @@ def test_batch_marks_a_number_with_letters_or_a_tab_invalid_as_a_single_check_wo
     else:
         rows = [(o["number"], o["result"], o.get("error", "")) for o in map(orjson.loads, r.content.splitlines())]
     bad = "number is not a mainland China mobile number"
-    assert rows == [*((n, "invalid", bad) for n in numbers[:-1]), ("+86 138 0013 8000", "yes", "")]
+    answered = [(n, "yes", "") for n in numbers[-2:]]
+    assert rows == [*((n, "invalid", bad) for n in numbers[:-2]), *answered]
 
 
 @pytest.mark.parametrize(

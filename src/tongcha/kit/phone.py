@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 import numpy as np
@@ -59,6 +60,9 @@ def parse_mobile(raw: object) -> int:
         if _MOBILE.fullmatch(national) is None:
             raise InvalidNumber("number is not a mainland China mobile number")
         return int(national)
+    # Full-width digits, plus sign and spaces, as Chinese input methods type them, are
+    # the same characters to a reader: NFKC makes them ASCII before the rule is applied.
+    raw = unicodedata.normalize("NFKC", raw)
     if _WRITTEN.fullmatch(raw) is None:
         raise InvalidNumber("number is not a phone number: only digits, spaces and + - ( ) . are allowed")
     try:
