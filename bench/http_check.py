@@ -235,7 +235,7 @@ def main() -> None:
             server.wait(10)
         if args.pg:
             drop_db(url)
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (
             i + 1,
             f"{r['requests']:,}",

@@ -75,7 +75,7 @@ def writes_alone(conn: psycopg.Connection[tuple[object, ...]]) -> float:
     took = 0.0
     for name in LEDGER_TABLES:
         columns = [
-            r[0]
+            str(r[0])
             for r in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
                 (name,),
@@ -143,7 +143,7 @@ def main() -> None:
     cop = [n / c for s, n, c, _ in results]
     ratios = [c / s for s, _, c, _ in results]
     ceilings = [c / w for _, _, c, w in results]
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (
             i + 1,
             f"{n:,}",

@@ -35,7 +35,7 @@ def test_production_env_from_the_environment_is_refused(monkeypatch: pytest.Monk
     monkeypatch.setenv("TONGCHA_ENV", "production")
     monkeypatch.delenv("TONGCHA_SECRET_KEY", raising=False)
     with pytest.raises(InsecureSettingsError):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 def test_serve_in_production_with_the_dev_secret_exits_2_with_a_clear_message(tmp_path: Path) -> None:

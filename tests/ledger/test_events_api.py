@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from typing import TypedDict
 
 import orjson
 from fastapi.testclient import TestClient
@@ -13,10 +14,28 @@ from tests.factories import ALICE, BOB, ev
 N = "+8613800138000"
 
 
-def send(client: TestClient, secret: str, events: list[dict[str, object]]) -> dict[str, object]:
+class RejectedBody(TypedDict):
+    """One refused event in the answer to a POST of events (RejectedEvent in the API)."""
+
+    event_id: str | None
+    code: str
+    rule: str
+    reason: str
+
+
+class IngestBody(TypedDict):
+    """The answer to a POST of events (IngestOut in the API)."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedBody]
+    revision: int
+
+
+def send(client: TestClient, secret: str, events: list[dict[str, object]]) -> IngestBody:
     r = client.post("/carrier/v1/events", json=events, headers=bearer(secret))
     assert r.status_code == 200, r.text
-    body: dict[str, object] = r.json()
+    body: IngestBody = r.json()
     return body
 
 
@@ -124,7 +143,7 @@ def test_contradictions_are_rejected_and_the_rest_of_the_batch_is_kept(
             ev("activated", other, "2020-02-01", ALICE, event_id="in-quarantine"),
         ],
     )
-    rules = {r["event_id"]: r["rule"] for r in out["rejected"]}  # type: ignore[union-attr]
+    rules = {r["event_id"]: r["rule"] for r in out["rejected"]}
     assert rules == {
         "second-activation": "tenure_open",
         "nobody-holds": "no_open_tenure",
@@ -168,7 +187,7 @@ def test_bad_fields_are_rejected_without_echoing_identity(client: TestClient, pa
             ev("activated", N, "2019-01-01", ALICE, at="yesterday", event_id="bad-time"),
         ],
     )
-    by_id = {r["event_id"]: r for r in out["rejected"]}  # type: ignore[union-attr]
+    by_id = {r["event_id"]: r for r in out["rejected"]}
     assert set(by_id) == {
         "bad-number",
         "bad-checksum",
@@ -197,7 +216,7 @@ def test_a_number_with_letters_is_rejected_and_not_read_as_digits(client: TestCl
         ],
     )
     assert out["accepted"] == 0
-    assert {(r["event_id"], r["code"], r["reason"].split(":")[0]) for r in out["rejected"]} == {  # type: ignore[union-attr]
+    assert {(r["event_id"], r["code"], r["reason"].split(":")[0]) for r in out["rejected"]} == {
         ("letters-before", "INVALID_ARGUMENT", "number is not a phone number"),
         ("vanity", "INVALID_ARGUMENT", "number is not a phone number"),
         ("an-id-number", "INVALID_ARGUMENT", "number is not a phone number"),

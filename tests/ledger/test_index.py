@@ -213,7 +213,9 @@ def test_loaded_index_matches_answers_from_the_tenures(
         ).all()
     by_number: dict[int, list[tuple[date, date | None]]] = {}
     for number, _, started, ended in tenures:
-        by_number.setdefault(int(number), []).append((_d(started), _d(ended)))
+        start = _d(started)
+        assert start is not None  # started_on is NOT NULL
+        by_number.setdefault(int(number), []).append((start, _d(ended)))
     assert sorted(by_number) == [int(n) for n in numbers]
     today = service.today_in(settings, clock)
     for number, spans in by_number.items():

@@ -257,8 +257,7 @@ def test_history_split_into_held_and_new_replays_to_the_same_tenures(history: li
     """However a history is split between the ledger and a later batch, the result is the same."""
     cut = rnd.randint(0, len(history))
     held = [
-        Event(**{**{f: getattr(e, f) for f in Event.__slots__}, "row_id": i + 1})  # type: ignore[attr-defined]
-        for i, e in enumerate(history[:cut])
+        Event(**{**{f: getattr(e, f) for f in Event.__slots__}, "row_id": i + 1}) for i, e in enumerate(history[:cut])
     ]
     new = history[cut:]
     rnd.shuffle(new)
