@@ -87,6 +87,24 @@ class Stats:
         }
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time used so far by these processes and their live children (Linux /proc)."""
+    ticks = 0
+    wanted = set(pids)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[1] is the parent's pid; [11] and [12] are user and system ticks.
+        if int(entry) in wanted or int(fields[1]) in wanted:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def _drive(one: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Closed loop at --concurrency, then open loop at --rate; ``one(number)`` is an inquiry."""
     numbers = _numbers(50_000)
@@ -95,6 +113,9 @@ async def _drive(one: Any, args: argparse.Namespace) -> dict[str, Any]:
         await one(numbers[0])
 
     closed = Stats()
+    watched = {name: int(pid) for name, pid in (w.split("=") for w in args.watch)}
+    cpu_before = {name: _cpu_seconds([pid]) for name, pid in watched.items()}
+    own_before = time.process_time()
     stop_at = time.perf_counter() + args.seconds
 
     async def loop(i: int) -> None:
@@ -113,6 +134,11 @@ async def _drive(one: Any, args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
     await asyncio.gather(*(loop(i) for i in range(args.concurrency)))
     results["closed"] = closed.summary(time.perf_counter() - began)
+    # CPU per inquiry of the closed loop: this process, and each process watched.
+    done = max(1, len(closed.latencies))
+    cpu = {name: _cpu_seconds([pid]) - cpu_before[name] for name, pid in watched.items()}
+    cpu["load generator"] = time.process_time() - own_before
+    results["cpu_ms"] = {name: 1000 * used / done for name, used in cpu.items()}
 
     opened = Stats()
     total = int(args.rate * args.seconds)
@@ -221,8 +247,66 @@ async def _aiohttp_baseline_loadgen(args: argparse.Namespace) -> dict[str, Any]:
         return await _drive(one, args)
 
 
+async def _dispatcher_loadgen(args: argparse.Namespace) -> dict[str, Any]:
+    """The hub's own calls without the hub: its ``Dispatcher`` (signing, per-platform
+    limits, circuit breakers, answer checks) making the same calls, with no database and
+    no HTTP in front; the difference to the hub is what the durable request costs."""
+    from datetime import UTC, datetime, timedelta
+
+    from tongcha.kit.clock import SystemClock
+    from tongcha.kit.db import make_engine, make_sessionmaker
+    from tongcha.kit.keys import Keyring
+    from tongcha.kit.settings import Settings
+    from tongcha.platforms.dispatch import Dispatcher
+    from tongcha.platforms.fanout import TaskCall
+    from tongcha.sdk.protocol import Operation
+
+    settings = Settings(env="dev", database_url=args.db)
+    clock = SystemClock()
+    dispatcher = Dispatcher(Keyring(make_sessionmaker(make_engine(args.db)), settings, clock), clock)
+    platforms = json.loads(args.platforms_json)
+    give_up_at = datetime.now(UTC) + timedelta(days=2)
+
+    async def one(number: str) -> bool:
+        calls = [
+            TaskCall(
+                task_id=f"d_{random.getrandbits(64):x}",
+                request_pk=0,
+                platform_id=i,
+                platform_code=p["code"],
+                platform_name=p["code"],
+                base_url=p["base_url"],
+                operation=Operation.bindings_count,
+                body=json.dumps(
+                    {
+                        "task_id": f"d_{random.getrandbits(64):x}",
+                        "number": number,
+                        "bound_from": "2000-01-01T00:00:00+08:00",
+                    }
+                ).encode(),
+                timeout_s=1.5,
+                max_concurrency=1_000,
+                attempt=1,
+                give_up_at=give_up_at,
+            )
+            for i, p in enumerate(platforms)
+        ]
+        outcomes = await dispatcher.call_all(calls, timeout_s=1.5)
+        return all(o.kind == "answered" for o in outcomes)
+
+    try:
+        return await _drive(one, args)
+    finally:
+        await dispatcher.aclose()
+
+
 def run_loadgen(args: argparse.Namespace) -> None:
-    go = {"hub": _hub_loadgen, "baseline": _baseline_loadgen, "aiohttp": _aiohttp_baseline_loadgen}[args.loadgen]
+    go = {
+        "hub": _hub_loadgen,
+        "baseline": _baseline_loadgen,
+        "aiohttp": _aiohttp_baseline_loadgen,
+        "dispatcher": _dispatcher_loadgen,
+    }[args.loadgen]
     print(json.dumps(asyncio.run(go(args))), flush=True)
 
 
@@ -237,10 +321,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _postmaster_pid(db: str) -> int:
+    """PostgreSQL's postmaster, whose children are the backends (when it runs here)."""
+    import psycopg
+
+    with psycopg.connect(db) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert backend is not None
+    with open(f"/proc/{backend[0]}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 @contextlib.contextmanager
 def federation(
     n_platforms: int, latency_ms: float, *, hub_workers: int = 1
-) -> Iterator[tuple[dict[str, str], str, str, str, list[dict[str, Any]]]]:
+) -> Iterator[tuple[dict[str, str], str, str, str, list[dict[str, Any]], dict[str, int]]]:
     """A hub on a fresh PostgreSQL database and N simulated platforms registered with it."""
     import httpx
 
@@ -303,7 +398,8 @@ def federation(
             httpx.post(
                 hub_url + f"/operator/v1/platforms/{p['code']}/keys", json={"jwk": p["jwk"]}, headers=headers
             ).raise_for_status()
-        yield env, db, hub_url, operator, platforms
+        pids = {"hub": procs[0].pid, "platforms": sims.pid, "PostgreSQL": _postmaster_pid(db)}
+        yield env, db, hub_url, operator, platforms, pids
         assert sims.stdin is not None
         sims.stdin.close()
     finally:
@@ -330,7 +426,8 @@ def main() -> None:
         "--skip-httpx", action="store_true", help="leave out the httpx baseline (slow to run: it collapses under load)"
     )
     parser.add_argument("--sims", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--loadgen", choices=["hub", "baseline", "aiohttp"], help=argparse.SUPPRESS)
+    parser.add_argument("--loadgen", choices=["hub", "baseline", "aiohttp", "dispatcher"], help=argparse.SUPPRESS)
+    parser.add_argument("--watch", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--hub-url", help=argparse.SUPPRESS)
     parser.add_argument("--operator", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -350,11 +447,17 @@ def main() -> None:
         hub_url,
         operator,
         platforms,
+        pids,
     ):
+        watch = [arg for name, pid in pids.items() for arg in ("--watch", f"{name}={pid}")]
 
         def loadgen(kind: str, *extra: str) -> dict[str, Any]:
             done = subprocess.run(
-                [PY, __file__, "--loadgen", kind, *common, *extra], env=env, check=True, capture_output=True, text=True
+                [PY, __file__, "--loadgen", kind, *common, *watch, *extra],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
             return result
@@ -363,16 +466,22 @@ def main() -> None:
             None if args.skip_httpx else loadgen("baseline", "--db", db, "--platforms-json", json.dumps(platforms))
         )
         strong = loadgen("aiohttp", "--db", db, "--platforms-json", json.dumps(platforms))
+        calls_alone = loadgen("dispatcher", "--db", db, "--platforms-json", json.dumps(platforms))
         ours = loadgen("hub", "--hub-url", hub_url, "--operator", operator)
 
-    rows = []
-    for name, res in (
+    runs = (
         (f"hub ({args.hub_workers} process(es)): POST /operator/v1/probes", ours),
+        ("the hub's Dispatcher alone: no database, no HTTP in front", calls_alone),
         ("baseline: bare httpx + gather", baseline),
         ("stronger baseline: bare aiohttp + gather", strong),
-    ):
+    )
+    rows = []
+    cpu_rows = []
+    for name, res in runs:
         if res is None:
             continue
+        cpu = res["cpu_ms"]
+        cpu_rows.append([name, *(f"{cpu[k]:.1f}" for k in ("hub", "platforms", "PostgreSQL", "load generator"))])
         c, o = res["closed"], res["open"]
         rows.append(
             [
@@ -401,7 +510,10 @@ def main() -> None:
         )
     )
     print(f"hub / httpx baseline throughput: {ratio(baseline):.2f}; hub / aiohttp baseline: {ratio(strong):.2f}")
-    for res in (ours, baseline, strong):
+    print()
+    print("CPU per inquiry in the closed loop, ms, by process:")
+    print(table(["", "hub", "platforms", "PostgreSQL", "load generator"], cpu_rows))
+    for res in (ours, calls_alone, baseline, strong):
         if res is None:
             continue
         for part in ("closed", "open"):
