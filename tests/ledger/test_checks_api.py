@@ -288,6 +288,21 @@ def test_csv_batch_with_a_bare_carriage_return_is_answered_row_by_row(
 
 
 @pytest.mark.usefixtures("history")
+def test_csv_batch_with_an_unclosed_quote_over_the_csv_field_limit_marks_that_row_and_answers_the_rest(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    # The row-by-row reader raised csv.Error (field larger than field limit) mid-stream:
+    # the answer broke off after its header, and the hub logged an unhandled error.
+    body = f'number,since\n{N},2022-01-01\n"{"1" * 200_000},2020-01-01\n{OTHER},2021-01-01\n'.encode()
+    r = batch(client, parties["JD"], body, "text/csv")
+    assert r.status_code == 200, r.text
+    rows = [line.split(",") for line in r.text.splitlines()[1:]]
+    assert rows[0][:3] == [N, "2022-01-01", "no"]
+    assert rows[1][2:] == ["invalid", "", "row is malformed"]
+    assert rows[-1][:3] == [OTHER, "2021-01-01", "no"]
+
+
+@pytest.mark.usefixtures("history")
 def test_csv_batch_with_a_repeated_header_column_reads_the_first(client: TestClient, parties: dict[str, str]) -> None:
     # A header naming a column twice used to break the answer off after its first line.
     body = b"number,since,since,note,note\n+8613800138000,2022-01-01,2019-01-01,a,b\n"

@@ -204,6 +204,24 @@ def test_bad_fields_are_rejected_without_echoing_identity(client: TestClient, pa
     assert out["accepted"] == 0
 
 
+def test_a_name_with_a_control_character_is_rejected_and_the_batch_kept(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    # A NUL inside a name was digested as it came: no citizen can ever type that name.
+    nul = {"id_number": ALICE["id_number"], "name": "张\u0000伟"}
+    out = send(
+        client,
+        parties["CMCC"],
+        [
+            ev("activated", N, "2019-01-01", nul, event_id="nul-name"),
+            ev("activated", "+8613900139000", "2019-01-01", BOB),
+        ],
+    )
+    assert out["accepted"] == 1
+    assert [(r["event_id"], r["rule"]) for r in out["rejected"]] == [("nul-name", "bad_name")]
+    assert "张" not in orjson.dumps(out).decode()
+
+
 def test_a_number_with_letters_is_rejected_and_not_read_as_digits(client: TestClient, parties: dict[str, str]) -> None:
     # phonenumbers alone read past the letters, or turned them into digits: both were accepted.
     out = send(

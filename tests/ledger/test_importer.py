@@ -6,7 +6,9 @@ import gc
 import io
 import warnings
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
+from typing import IO, Any
 
 import orjson
 import pytest
@@ -18,6 +20,7 @@ from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer
 from tongcha.ledger.models import LedgerEvent, Tenure
+from tongcha.ledger.parse import csv_events
 
 
 @pytest.fixture
@@ -83,10 +86,17 @@ def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the
 ) -> None:
     monkeypatch.setattr(importer, "COMMIT_EVERY", 100)
     per_commit = settings.model_copy(update={"ingest_chunk_size": 50})
-    # 400 rows (~40 KB), then bytes that are not UTF-8: reading fails after several commits.
-    path = write_csv(tmp_path / "events.csv", 400, tail=b"cut-x,activated,\xff\xfe\n")
-    with pytest.raises(UnicodeDecodeError):
+
+    # 400 rows (~40 KB), and the disk fails after 350 of them: after several commits.
+    def unreadable_after_the_rows(text: IO[str]) -> Iterator[Any]:
+        yield from islice(csv_events(text), 350)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(importer, "csv_events", unreadable_after_the_rows)
+    path = write_csv(tmp_path / "events.csv", 400)
+    with pytest.raises(OSError, match="Input/output error"):
         importer.import_file(per_commit, path, "CMCC", clock=clock)
+    monkeypatch.setattr(importer, "csv_events", csv_events)
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
     with sessions() as session:
@@ -117,6 +127,45 @@ def test_a_csv_file_starting_with_a_byte_order_mark_has_its_header_read(
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves UTF-8
     totals = importer.import_file(settings, path, "CMCC", clock=clock)
     assert (totals.accepted, totals.rejected) == (2, 0)
+
+
+@pytest.mark.usefixtures("parties")
+def test_a_csv_row_with_bytes_that_are_not_utf8_is_refused_and_the_rest_imported(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    # The whole import stopped with a UnicodeDecodeError traceback at the first such byte.
+    path = write_csv(tmp_path / "events.csv", 3)
+    bad = f"latin-1,activated,+8613900139001,2020-01-01T10:00:00+08:00,{ALICE['id_number']},Jos\xe9,\n".encode(
+        "latin-1"
+    )
+    good = f"after,activated,+8613900139002,2020-01-01T10:00:00+08:00,{BOB['id_number']},{BOB['name']},\n".encode()
+    bad_id = f"latin-\xe9,activated,+8613900139003,2020-01-01T10:00:00+08:00,{BOB['id_number']},x,\n".encode("latin-1")
+    path.write_bytes(path.read_bytes() + bad + good + bad_id)
+    totals = importer.import_file(settings, path, "CMCC", clock=clock, rejects=tmp_path / "rejects.ndjson")
+    assert (totals.accepted, totals.rejected) == (4, 2)
+    assert sorted(totals.by_rule) == [
+        "bad_event_id: event_id must be 1 to 128 printable characters, not all spaces",
+        "bad_name: holder name must be printable UTF-8 text",
+    ]
+    rejects = [orjson.loads(line) for line in (tmp_path / "rejects.ndjson").read_bytes().splitlines()]
+    assert sorted((r["rule"], r["event_id"]) for r in rejects) == [
+        ("bad_event_id", "latin-\\xe9"),
+        ("bad_name", "latin-1"),
+    ]
+
+
+@pytest.mark.usefixtures("parties")
+def test_a_csv_field_over_the_csv_limit_is_one_refused_row_and_the_rest_imported(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    # csv.Error (field larger than field limit) stopped the whole import with a traceback.
+    path = write_csv(tmp_path / "events.csv", 3)
+    huge = f'huge,activated,+8613900139001,2020-01-01T10:00:00+08:00,{ALICE["id_number"]},"{"x" * 200_000}",\n'
+    good = f"after,activated,+8613900139002,2020-01-01T10:00:00+08:00,{BOB['id_number']},{BOB['name']},\n"
+    path.write_bytes(path.read_bytes() + (huge + good).encode())
+    totals = importer.import_file(settings, path, "CMCC", clock=clock)
+    assert (totals.accepted, totals.rejected) == (4, 1)
+    assert list(totals.by_rule) == ["malformed: line 5 is not a CSV row"]
 
 
 @pytest.mark.usefixtures("parties")

@@ -160,10 +160,22 @@ class BatchChecker:
         """The slow path for a block Arrow refused: keep every row, mark the bad ones."""
         values: dict[str, list[str | None]] = {c: [] for c in columns}
         # newline="": a bare CR ends a row, as it does for Arrow, instead of stopping the reader.
-        for row in csv.reader(io.StringIO(block.decode("utf-8", "replace"), newline="")):
-            if not row:
-                continue
-            good = len(row) == len(columns)
+        reader = csv.reader(io.StringIO(block.decode("utf-8", "replace"), newline=""))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                # A field over the csv module's limit (an unclosed quote runs on until it
+                # is one) broke the answer off mid-stream; the reader skips the rest of
+                # that line, which is one malformed row.
+                row = []
+                good = False
+            else:
+                if not row:
+                    continue
+                good = len(row) == len(columns)
             for i, c in enumerate(columns):
                 values[c].append(row[i] if good else None)
         return pa.table({c: pa.array(v, type=pa.string()) for c, v in values.items()})

@@ -47,11 +47,22 @@ def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
     return _csv_rows(raw)
 
 
+def _readable(rejection: dict[str, str | None]) -> dict[str, str | None]:
+    """A CSV's bytes that are not UTF-8 (read with surrogateescape) as ``\\xff`` text, so
+    the rejects file stays UTF-8 JSON and still shows which event id it was."""
+    return {
+        k: v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if v is not None else v
+        for k, v in rejection.items()
+    }
+
+
 def _csv_rows(raw: IO[bytes]) -> Iterator[Any]:
     import io
 
     # utf-8-sig: a byte order mark at the start (as Excel saves UTF-8) is not header text.
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    # surrogateescape: a byte that is not UTF-8 spoils its own row (the parser refuses
+    # it), not the rest of the file.
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
         yield from csv_events(text)
     finally:
@@ -104,7 +115,7 @@ def import_file(
                     for rej in result.rejected:
                         totals.by_rule[f"{rej.rule}: {rej.reason}"] += 1
                         if reject_out is not None:
-                            reject_out.write(json.dumps(rej.as_dict(), ensure_ascii=False) + "\n")
+                            reject_out.write(json.dumps(_readable(rej.as_dict()), ensure_ascii=False) + "\n")
             finally:
                 stream.close()
     finally:

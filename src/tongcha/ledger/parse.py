@@ -141,6 +141,10 @@ class EventParser:
         name = holder.get("name")
         if not isinstance(name, str) or not (normalised := normalise_name(name)) or len(normalised) > 100:
             raise _Bad("bad_name", "holder name must be 1 to 100 characters")
+        if not normalised.isprintable():
+            # A control character (NUL), or bytes of a CSV file that are not UTF-8 (read
+            # with surrogateescape): not part of anyone's name, and not digestible.
+            raise _Bad("bad_name", "holder name must be printable UTF-8 text")
         event.holder_digest = self.digester.holder(id_number)
         event.kyc_digest = self.digester.kyc(id_number, normalised)
         event.tail_digest = self.digester.tail(event.number, id_number)
@@ -180,7 +184,17 @@ def csv_events(text: IO[str]) -> Iterator[Any]:
         return
     index = {name: columns.index(name) for name in CSV_COLUMNS if name in columns}
     width = len(columns)
-    for lineno, row in enumerate(reader, start=2):
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            # A field over the csv module's limit (an unclosed quote runs on until it
+            # is one): the reader skips the rest of that line and reads on.
+            yield Rejection(None, "INVALID_ARGUMENT", "malformed", f"line {reader.line_num} is not a CSV row")
+            continue
+        lineno = reader.line_num
         if not row:
             continue
         if len(row) != width:
