@@ -169,6 +169,19 @@ def test_a_csv_field_over_the_csv_limit_is_one_refused_row_and_the_rest_imported
 
 
 @pytest.mark.usefixtures("parties")
+def test_the_csv_example_in_the_ledger_docs_imports_as_written(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    # docs/ledger.md named no CSV columns: a carrier had to read parse.py to write a file.
+    doc = (Path(__file__).parents[2] / "docs" / "ledger.md").read_text()
+    example = doc.split("```csv\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "events.csv"
+    path.write_text(example)
+    totals = importer.import_file(settings, path, "CMCC", clock=clock)
+    assert (totals.accepted, totals.duplicates, totals.rejected) == (2, 0, 0), totals.by_rule
+
+
+@pytest.mark.usefixtures("parties")
 def test_checking_a_file_leaves_no_file_open(settings: Settings, clock: FixedClock, tmp_path: Path) -> None:
     # The look at the file's head to tell CSV from NDJSON left it open: a ResourceWarning.
     path = tmp_path / "asks"
