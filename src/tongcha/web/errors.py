@@ -54,7 +54,30 @@ def _allowed_methods(request: Request, named: str) -> str:
     return ", ".join(sorted(methods))
 
 
+def _openapi_without_422(app: FastAPI) -> None:
+    """FastAPI declares ``422`` (its own ``HTTPValidationError`` shape) on every route that
+    takes input, but the hub answers a request that does not validate with ``400`` in the
+    one error shape, which ``responses()`` declares: a client built from the document
+    would wait for a 422 that never comes and parse the wrong body."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)  # also kept as app.openapi_schema
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _openapi_without_422(app)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details)
