@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from tests.conftest import bearer
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.correlator import CorrelatorFilter
+from tongcha.kit.settings import Settings
+from tongcha.web.app import create_app
 
 LEDGER_PATHS = {
     ("post", "/carrier/v1/events"),
@@ -167,6 +173,39 @@ def test_x_correlator_is_echoed(client: TestClient, parties: dict[str, str]) -> 
 def test_x_correlator_is_echoed_on_errors(client: TestClient) -> None:
     r = client.get("/no/such/path", headers={"x-correlator": "err-7"})
     assert r.headers["x-correlator"] == "err-7"
+
+
+@pytest.mark.parametrize("sent", ["boom-42", None])
+def test_an_unexpected_error_is_logged_and_answered_with_the_requests_correlator(
+    settings: Settings, clock: FixedClock, engine: Engine, sent: str | None
+) -> None:
+    # The 500 says "the x-correlator identifies it in the hub's log", but it carried no
+    # x-correlator and its log line had "-": Starlette answers it outside the middleware.
+    app = create_app(settings, clock, engine)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep()
+    handler.addFilter(CorrelatorFilter())
+    logger = logging.getLogger("tongcha.errors")
+    logger.addHandler(handler)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            r = c.get("/boom", headers={"x-correlator": sent} if sent else {})
+    finally:
+        logger.removeHandler(handler)
+    assert r.status_code == 500 and r.json()["error"]["code"] == "INTERNAL"
+    echoed = r.headers.get("x-correlator")
+    assert echoed and (sent is None or echoed == sent)
+    assert [getattr(rec, "correlator", None) for rec in seen if rec.levelno >= logging.ERROR] == [echoed]
 
 
 def test_a_correlator_is_made_up_when_none_is_sent(client: TestClient) -> None:

@@ -10,6 +10,9 @@ from contextvars import ContextVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 correlator: ContextVar[str] = ContextVar("correlator", default="-")
+# Where the middleware leaves the request's correlator for the handler of unexpected
+# errors, which Starlette runs outside every middleware, after the ContextVar is reset.
+SCOPE_KEY = "tongcha.correlator"
 _VALID = re.compile(r"[A-Za-z0-9\-_.:]{1,128}")
 
 
@@ -24,6 +27,7 @@ class CorrelatorMiddleware:
             await self.app(scope, receive, send)
             return
         value = correlator_of(scope)
+        scope[SCOPE_KEY] = value
         token = correlator.set(value)
         header = (b"x-correlator", value.encode())
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
+from tongcha.kit.correlator import SCOPE_KEY, correlator, correlator_of
 from tongcha.kit.errors import ApiError
 
 log = logging.getLogger("tongcha.errors")
@@ -97,6 +98,15 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, "INTERNAL", "internal error; the x-correlator identifies it in the hub's log")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette calls this outside the middleware: the correlator's ContextVar is
+        # reset and the middleware does not see this answer, so both are done here.
+        value = request.scope.get(SCOPE_KEY) or correlator_of(request.scope)
+        token = correlator.set(value)
+        try:
+            log.exception("unhandled error")
+        finally:
+            correlator.reset(token)
+        response = error_response(500, "INTERNAL", "internal error; the x-correlator identifies it in the hub's log")
+        response.headers["x-correlator"] = value
+        return response
