@@ -212,6 +212,40 @@ def test_an_expired_code_is_refused(client: TestClient, hub: Any, clock: FixedCl
     assert r.json()["error"]["details"] == [{"reason": "EXPIRED"}]
 
 
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def test_a_code_typed_in_full_width_digits_is_the_code(client: TestClient, hub: Any) -> None:
+    # A Chinese input method in full-width mode types ０-９: this was a wrong try.
+    r = client.post("/v1/verifications", json={"phone": N, **BOB})
+    code = last_code(hub, N).translate(FULL_WIDTH)
+    r = client.post(f"/v1/verifications/{r.json()['verification_id']}/code", json={"code": code})
+    assert r.status_code == 200, r.text
+
+
+def test_digits_of_another_script_are_a_format_error_not_a_wrong_try(client: TestClient, hub: Any) -> None:
+    r = client.post("/v1/verifications", json={"phone": N, **BOB})
+    vid = r.json()["verification_id"]
+    good = last_code(hub, N)
+    arabic_indic = "".join(chr(0x660 + int(d)) for d in good)
+    r = client.post(f"/v1/verifications/{vid}/code", json={"code": arabic_indic})
+    assert r.status_code == 400
+    assert r.json()["error"]["details"] == [{"reason": "FORMAT"}]
+    # it spent no try: the next wrong code still has four left
+    r = client.post(f"/v1/verifications/{vid}/code", json={"code": "111111" if good != "111111" else "222222"})
+    assert r.json()["error"]["details"] == [{"reason": "WRONG_CODE", "tries_left": 4}]
+
+
+def test_last_six_digits_in_full_width_verify_too(client: TestClient, hub: Any) -> None:
+    # They were silently taken for a mismatch: no code, though the digits were right.
+    last6 = ALICE["id_number"][-6:].translate(FULL_WIDTH)
+    r = client.post("/v1/verifications", json={"phone": M, "id_last6": last6})
+    assert r.status_code == 202, r.text
+    code = last_code(hub, M)
+    r = client.post(f"/v1/verifications/{r.json()['verification_id']}/code", json={"code": code})
+    assert r.status_code == 200, r.text
+
+
 def test_floods_of_verifications_are_429(client: TestClient, hub: Any, clock: FixedClock) -> None:
     assert client.post("/v1/verifications", json={"phone": N, **BOB}).status_code == 202
     again = client.post("/v1/verifications", json={"phone": N, **BOB})

@@ -8,7 +8,9 @@ so a wrong name or ID number looks, from outside, exactly like a code that never
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -30,6 +32,11 @@ RESEND_AFTER = timedelta(seconds=60)
 PER_NUMBER_PER_DAY = 10
 PER_CLIENT_PER_DAY = 30
 TOKEN_TTL = timedelta(minutes=15)
+
+
+# ASCII only: str.isdigit() takes other scripts' digits, which no digest would match.
+_LAST6 = re.compile(r"[0-9]{5}[0-9Xx]")
+_CODE = re.compile(r"[0-9]{6}")
 
 
 class WrongCode(InvalidArgument):
@@ -63,7 +70,9 @@ def start(
     if id_last6 is not None:
         if name is not None or id_number is not None:
             raise InvalidArgument("send either name and id_number, or id_last6")
-        if len(id_last6) != 6 or not (id_last6[:5].isdigit() and (id_last6[5].isdigit() or id_last6[5] in "xX")):
+        # Full-width digits (as a Chinese input method types them) are the same digits.
+        id_last6 = unicodedata.normalize("NFKC", id_last6)
+        if _LAST6.fullmatch(id_last6) is None:
             raise InvalidArgument("id_last6 is the last six characters of the ID number")
         method = "tail"
     else:
@@ -136,7 +145,9 @@ def redeem(
         raise InvalidArgument("this code was used already; start a new verification", details=[{"reason": "USED"}])
     if now >= verification.expires_at:
         raise InvalidArgument("the code has expired; start a new verification", details=[{"reason": "EXPIRED"}])
-    if not (len(code) == 6 and code.isdigit()):
+    # Full-width digits (as a Chinese input method types them) are the same digits.
+    code = unicodedata.normalize("NFKC", code).strip()
+    if _CODE.fullmatch(code) is None:
         raise InvalidArgument("the code is six digits", details=[{"reason": "FORMAT"}])
     good = verification.code_digest is not None and secrets.compare_digest(
         verification.code_digest, digester.code(public_id, code)
