@@ -473,6 +473,31 @@ def test_a_request_about_a_number_with_letters_is_a_400(client: TestClient, hub:
     assert client.get("/v1/requests", headers=bob).json() == []
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/details", {"number": N, "platform": "J" * 100_000}, "body.platform"),
+        ("/v1/details", {"number": N, "platform": ""}, "body.platform"),
+        ("/v1/disputes", {"number": N, "platform": "J" * 33, "account_ref": "b1", "action": "freeze"}, "body.platform"),
+        ("/v1/unbind-requests", {"number": N, "platforms": ["JD", "J" * 100_000]}, "body.platforms.1"),
+        ("/v1/unbind-requests", {"number": N, "platforms": []}, "body.platforms"),
+    ],
+    ids=["long", "empty", "dispute", "one of several", "none"],
+)
+def test_a_platform_code_no_platform_can_have_is_a_400_that_does_not_echo_it(
+    client: TestClient, hub: Any, jd: SimPlatform, path: str, body: dict[str, Any], field: str
+) -> None:
+    # A code of any length was looked up and echoed whole in a 404 ("no platform 'JJJ…'
+    # takes requests"), 100 kB of it; no platforms at all said "no platform takes requests yet".
+    bob = verify(client, hub, BOB, N)
+    r = client.post(path, json=body, headers=bob)
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert [d["field"] for d in r.json()["error"]["details"]] == [field]
+    assert len(r.content) < 500
+    assert client.get("/v1/requests", headers=bob).json() == []
+
+
 def test_a_citizen_acts_only_on_numbers_they_hold(client: TestClient, hub: Any, jd: SimPlatform) -> None:
     bob = verify(client, hub, BOB, N)
     for path, body in (

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from tongcha.kit.text import OneLine
+
+# A registered platform's code is at most 32 characters (the registry's limit): anything
+# longer names none, and is refused here rather than looked up and echoed back whole.
+PlatformCode = Annotated[OneLine, Field(min_length=1, max_length=32)]
 
 
 class Accepted(BaseModel):
@@ -31,15 +35,17 @@ class OneNumber(BaseModel):
 
 
 class DetailIn(OneNumber):
-    platform: str = Field(description="the enterprise's code, e.g. ALIBABA")
+    platform: PlatformCode = Field(description="the enterprise's code, e.g. ALIBABA")
 
 
 class UnbindIn(OneNumber):
-    platforms: list[str] | None = Field(default=None, description="codes; every platform if absent")
+    platforms: list[PlatformCode] | None = Field(
+        default=None, min_length=1, max_length=1000, description="codes; every platform if absent"
+    )
 
 
 class DisputeIn(OneNumber):
-    platform: str
+    platform: PlatformCode
     account_ref: OneLine = Field(min_length=1, max_length=200)
     action: Literal["unbind", "freeze", "cancel"]
 
