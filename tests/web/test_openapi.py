@@ -142,6 +142,45 @@ def test_wrong_method_says_which_methods_are_allowed(client: TestClient) -> None
 
 
 @pytest.mark.parametrize(
+    "path", ["/.well-known/jwks.json", "/platform/v1/reassignments/+8613800138000?since=2020-01-01"]
+)
+def test_head_on_a_get_route_answers_as_the_get_would_without_a_body(
+    client: TestClient, parties: dict[str, str], path: str
+) -> None:
+    # `curl -I` was a 405 whose allow header listed HEAD.
+    get = client.get(path, headers=bearer(parties["JD"]))
+    head = client.head(path, headers=bearer(parties["JD"]))
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"] == "application/json"
+    assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+    assert head.headers.get("cache-control") == get.headers.get("cache-control")
+
+
+def test_head_on_the_check_is_answered_by_the_route_too(
+    settings: Settings, clock: FixedClock, engine: Engine, parties: dict[str, str]
+) -> None:
+    app = create_app(settings.model_copy(update={"check_fast_path": False}), clock, engine)
+    with TestClient(app) as client:
+        r = client.head("/platform/v1/reassignments/+8613800138000?since=2020-01-01", headers=bearer(parties["JD"]))
+    assert r.status_code == 200
+    assert r.content == b""
+    assert int(r.headers["content-length"]) > 0
+
+
+def test_head_keeps_the_errors_of_the_get(client: TestClient) -> None:
+    r = client.head("/platform/v1/reassignments/+8613800138000?since=2020-01-01")
+    assert r.status_code == 401
+    assert r.content == b""
+
+
+def test_head_on_a_path_without_a_get_is_405_and_not_offered(client: TestClient) -> None:
+    r = client.head("/carrier/v1/events")
+    assert r.status_code == 405
+    assert r.headers.get("allow") == "POST"
+
+
+@pytest.mark.parametrize(
     ("method", "path"),
     [
         ("post", "/v1/verifications/v_a%00b/code"),

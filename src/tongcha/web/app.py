@@ -20,17 +20,19 @@ from tongcha.platforms.api import operator as operator_router
 from tongcha.platforms.api import router as platforms_router
 from tongcha.requests.api import router as requests_router
 from tongcha.web import devinbox, errors
+from tongcha.web.head import HeadAsGet
 from tongcha.web.pages import router as pages_router
 from tongcha.web.state import HubState
 
 
 class HubApp(FastAPI):
-    """The hub's app: the single-check fast path answers in front of all middleware."""
+    """The hub's app: the single-check fast path answers in front of all middleware, and
+    a ``HEAD`` is routed as a ``GET`` in front of that."""
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         hub: HubState = self.state.hub
-        return FastCheck(stack, hub) if hub.settings.check_fast_path else stack
+        return HeadAsGet(FastCheck(stack, hub) if hub.settings.check_fast_path else stack)
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None, engine: Engine | None = None) -> FastAPI:

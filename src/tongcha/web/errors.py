@@ -51,7 +51,7 @@ def _allowed_methods(request: Request, named: str) -> str:
         if compile_path(template)[0].match(path):
             methods |= {m.upper() for m in operations if m.upper() in _HTTP_METHODS}
     if "GET" in methods:
-        methods.add("HEAD")
+        methods.add("HEAD")  # answered as the GET (web.head.HeadAsGet)
     return ", ".join(sorted(methods))
 
 
