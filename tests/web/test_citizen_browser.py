@@ -185,6 +185,25 @@ def test_the_current_holder_verifies_asks_and_unbinds_what_the_previous_holder_l
     expect(page.get_by_test_id("message")).to_contain_text("Verify who you are first")
 
 
+def test_the_verify_page_shows_one_step_at_a_time(hub: LiveHub, page: Page) -> None:
+    # Both forms showed at once: the stylesheet's display rule for forms won over the
+    # hidden attribute, so a code box and "Start again" stood there before any code was
+    # asked for, and the details form stayed up under the code.
+    page.goto(hub.url + "/me")
+    expect(page.get_by_test_id("verify-form")).to_be_visible()
+    expect(page.get_by_test_id("code-form")).to_be_hidden()
+    expect(page.get_by_test_id("verify-last6")).to_be_hidden()
+    page.get_by_test_id("verify-phone").fill(N)
+    page.get_by_test_id("verify-name").fill(BOB["name"])
+    page.get_by_test_id("verify-id").fill(BOB["id_number"])
+    page.get_by_test_id("verify-submit").click()
+    expect(page.get_by_test_id("code-form")).to_be_visible()
+    expect(page.get_by_test_id("verify-form")).to_be_hidden()
+    page.get_by_test_id("verify-restart").click()
+    expect(page.get_by_test_id("verify-form")).to_be_visible()
+    expect(page.get_by_test_id("code-form")).to_be_hidden()
+
+
 def test_the_previous_holder_verifies_with_six_digits_and_looks_back_at_a_former_number(
     hub: LiveHub, jd: SimPlatform, page: Page
 ) -> None:
