@@ -401,3 +401,61 @@ def test_a_flapping_platform_is_answered_between_its_outages(hub: Hub, fleet: Pl
         time.sleep(0.1)
     answers = {str(hub.task(hub.request(r["request_id"]), "JD")["answer"]) for r in results}
     assert answers == {str({"counts": [{"app": "jd", "count": len(jd.accounts.bound_to(number))}]})}
+
+
+def probe_answer(hub: Hub, **body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{hub.url}/operator/v1/probes",
+        json={"number": "+8613800138000", **body},
+        headers=hub.operator,
+        timeout=30,
+    )
+
+
+def requests_opened(hub: Hub) -> int:
+    from sqlalchemy import func
+
+    from tongcha.requests.models import Request
+
+    with hub.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(Request)) or 0)
+
+
+@pytest.mark.parametrize(
+    "bound_from",
+    # Before 1980 the zone's offset is local mean time (+08:05:43), which a platform
+    # cannot read as RFC 3339; a day after today holds no binding.
+    ["1800-01-01", "1979-12-31", "2026-11-24"],
+)
+def test_a_probe_from_a_day_no_binding_can_be_from_is_a_400_and_opens_nothing(hub: Hub, bound_from: str) -> None:
+    r = probe_answer(hub, bound_from=bound_from)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "OUT_OF_RANGE"
+    assert "bound_from" in r.json()["error"]["message"]
+    assert requests_opened(hub) == 0
+
+
+def test_a_probe_naming_a_platform_that_does_not_exist_is_a_404_and_opens_nothing(hub: Hub) -> None:
+    r = probe_answer(hub, platforms=["NOPE"])
+    assert r.status_code == 404, r.text
+    assert (r.json()["error"]["code"], r.json()["error"]["message"]) == ("NOT_FOUND", "no platform 'NOPE'")
+    assert requests_opened(hub) == 0
+
+
+def test_a_probe_naming_a_platform_the_hub_cannot_call_says_why_and_opens_nothing(
+    hub: Hub, fleet: PlatformFleet
+) -> None:
+    # MEITUAN is registered with no base URL; a suspended platform is not called either.
+    r = probe_answer(hub, platforms=["MEITUAN"])
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "CONFLICT"
+    assert "no base URL" in r.json()["error"]["message"]
+
+    jd = fleet.add(enterprise("JD"))
+    hub.register(jd)
+    with hub.sessions() as session, session.begin():
+        service.update(session, "JD", service.PlatformUpdate(status=PlatformStatus.suspended))
+    r = probe_answer(hub, platforms=["JD"])
+    assert r.status_code == 409, r.text
+    assert "suspended" in r.json()["error"]["message"]
+    assert requests_opened(hub) == 0

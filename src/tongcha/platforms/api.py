@@ -9,7 +9,15 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from tongcha.kit import keys as hub_keys
-from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, Unauthenticated, responses
+from tongcha.kit.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PayloadTooLarge,
+    Unauthenticated,
+    responses,
+)
 from tongcha.platforms import dispatch, fanout, service
 from tongcha.platforms import repository as repo
 from tongcha.platforms.models import Platform
@@ -189,9 +197,11 @@ def retire_hub_keys(_: OperatorCaller, session: SessionDep, hub: HubDep) -> HubK
     description=(
         "Opens a probe request with one task per platform, waits for the quick ones and "
         "answers with each platform's state; the rest are left to the workers and listed "
-        "in `pending`. For onboarding a platform and for watching the federation."
+        "in `pending`. For onboarding a platform and for watching the federation. A "
+        "platform named in `platforms` must exist (404) and be callable: active, with a "
+        "base URL (409)."
     ),
-    responses=responses(InvalidArgument, Unauthenticated),
+    responses=responses(InvalidArgument, OutOfRange, Unauthenticated, NotFound, Conflict),
 )
 async def probe_now(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOut:
     progress = await dispatch.probe(

@@ -25,14 +25,14 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit.clock import Clock
-from tongcha.kit.errors import InvalidArgument
+from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, OutOfRange
 from tongcha.kit.keys import Keyring
 from tongcha.kit.phone import e164, parse_mobile
 from tongcha.kit.workdays import local_midnight
 from tongcha.platforms import fanout, service
 from tongcha.platforms import repository as repo
 from tongcha.platforms.fanout import Outcome, TaskCall
-from tongcha.platforms.models import FINAL_STATES
+from tongcha.platforms.models import FINAL_STATES, PlatformStatus
 from tongcha.requests.models import Request, RequestKind, RequestState
 from tongcha.sdk import protocol
 from tongcha.sdk.protocol import ANSWER_TYPES, HUB_ISSUER, SIGNATURE_HEADER, Accepted, Operation
@@ -345,6 +345,10 @@ async def fan_out(
     )
 
 
+# The same floor as carrier events (ledger.parse.EARLIEST).
+EARLIEST_BINDING_DAY = date(1980, 1, 1)
+
+
 async def probe(
     sessions: sessionmaker[Session],
     dispatcher: Dispatcher,
@@ -368,6 +372,13 @@ async def probe(
         # the operator to read every enterprise's accounts on a number.
         raise InvalidArgument("a list probe names exactly one platform")
     e164_number = e164(parse_mobile(number))
+    today = clock.now().astimezone(zone).date()
+    if not EARLIEST_BINDING_DAY <= since <= today:
+        # Before 1980 the zone's offsets are not whole minutes (local mean time), which
+        # RFC 3339 cannot write; and no platform holds a binding from then, or tomorrow.
+        raise OutOfRange(f"bound_from must be a day from {EARLIEST_BINDING_DAY} to today")
+    if only is not None:
+        await asyncio.to_thread(_check_callable, sessions, only)
     bound_from = local_midnight(since, zone).isoformat()
     return await fan_out(
         sessions,
@@ -381,6 +392,19 @@ async def probe(
         wait_s=wait_s,
         directory=directory,
     )
+
+
+def _check_callable(sessions: sessionmaker[Session], codes: Sequence[str]) -> None:
+    """A probe that names platforms asks each of them: each must exist and be callable."""
+    with sessions() as session:
+        for code in codes:
+            platform = repo.platform_by_code(session, code)
+            if platform is None:
+                raise NotFound(f"no platform {code!r}")
+            if platform.status != PlatformStatus.active.value:
+                raise Conflict(f"{code} is {platform.status}: the hub does not call it")
+            if not platform.base_url:
+                raise Conflict(f"{code} has no base URL yet: set one before probing it")
 
 
 async def run_claimed(
