@@ -275,6 +275,26 @@ def test_ndjson_batch_with_a_bare_null_row_marks_it_and_answers_the_rest(
 
 
 @pytest.mark.usefixtures("history")
+def test_ndjson_batch_with_a_lone_surrogate_escaped_in_a_row_refuses_only_what_holds_it(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    # JSON may escape a lone surrogate; the row was "malformed" whichever field held it.
+    body = (
+        b'{"number": "\\ud800", "since": "2022-01-01"}\n'
+        b'{"number": "+8613800138000", "since": "2022-01-01", "note": "\\ud800"}\n'
+        b'{"number": "+8613800138000", "since": "2022-01-01"}\n'
+    )
+    r = batch(client, parties["JD"], body, "application/x-ndjson")
+    assert r.status_code == 200, r.text
+    out = [orjson.loads(line) for line in r.content.splitlines()]
+    assert [(o["number"], o["result"], o.get("error")) for o in out] == [
+        ("\ufffd", "invalid", "number is not a mainland China mobile number"),
+        (N, "no", None),
+        (N, "no", None),
+    ]
+
+
+@pytest.mark.usefixtures("history")
 def test_csv_batch_with_a_bare_carriage_return_is_answered_row_by_row(
     client: TestClient, parties: dict[str, str]
 ) -> None:

@@ -155,6 +155,19 @@ def test_a_csv_row_with_bytes_that_are_not_utf8_is_refused_and_the_rest_imported
 
 
 @pytest.mark.usefixtures("parties")
+def test_an_ndjson_event_id_escaping_a_lone_surrogate_is_refused_and_the_rest_imported(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    # JSON may escape a lone surrogate; orjson refused the line as "not JSON".
+    bad = b'{"event_id": "\\ud800", "type": "cancelled", "number": "+8613900139009", "occurred_at": "2020-03-02T10:00:00+08:00"}\n'
+    path = write_ndjson(tmp_path / "events.ndjson", events_for(2), tail=bad)
+    totals = importer.import_file(settings, path, "CMCC", clock=clock, rejects=tmp_path / "rejects.ndjson")
+    assert (totals.accepted, totals.rejected) == (2, 3)
+    rejects = [orjson.loads(line) for line in (tmp_path / "rejects.ndjson").read_bytes().splitlines()]
+    assert ("bad_event_id", "\\ud800") in [(r["rule"], r["event_id"]) for r in rejects]
+
+
+@pytest.mark.usefixtures("parties")
 def test_a_csv_field_over_the_csv_limit_is_one_refused_row_and_the_rest_imported(
     settings: Settings, clock: FixedClock, tmp_path: Path
 ) -> None:

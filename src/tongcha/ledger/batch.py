@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
+from tongcha.kit import jsonio
 from tongcha.kit.errors import ApiError, InvalidArgument
 from tongcha.kit.phone import mobile_prefix_table, parse_mobile
 from tongcha.ledger.index import EPOCH, NONE_DAY, LedgerIndex
@@ -196,13 +197,19 @@ class BatchChecker:
             if not line.strip():
                 continue
             try:
-                obj = orjson.loads(line)
+                obj = jsonio.loads(line)
             except orjson.JSONDecodeError:
                 obj = None
             if isinstance(obj, dict) and isinstance(obj.get("since"), str):
                 n = obj.get("number")
-                numbers.append(str(n) if isinstance(n, str | int) and not isinstance(n, bool) else None)
-                since.append(obj["since"])
+                # A lone surrogate ("\ud800") is no UTF-8 that Arrow can hold: read as
+                # U+FFFD, as a CSV's bytes that are not UTF-8 are, and refused as such.
+                numbers.append(
+                    jsonio.replace_lone_surrogates(str(n))
+                    if isinstance(n, str | int) and not isinstance(n, bool)
+                    else None
+                )
+                since.append(jsonio.replace_lone_surrogates(obj["since"]))
             else:
                 numbers.append(None)
                 since.append(None)

@@ -48,12 +48,17 @@ def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
 
 
 def _readable(rejection: dict[str, str | None]) -> dict[str, str | None]:
-    """A CSV's bytes that are not UTF-8 (read with surrogateescape) as ``\\xff`` text, so
-    the rejects file stays UTF-8 JSON and still shows which event id it was."""
-    return {
-        k: v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if v is not None else v
-        for k, v in rejection.items()
-    }
+    """A CSV's bytes that are not UTF-8 (read with surrogateescape) as ``\\xff`` text, and
+    a lone surrogate an NDJSON line escaped as ``\\ud800`` text, so the rejects file stays
+    UTF-8 JSON and still shows which event id it was."""
+    return {k: _readable_text(v) if v is not None else v for k, v in rejection.items()}
+
+
+def _readable_text(text: str) -> str:
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _csv_rows(raw: IO[bytes]) -> Iterator[Any]:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from tongcha.kit import jsonio
 from tongcha.kit.digests import Digester, normalise_name
 from tongcha.kit.errors import ApiError
 from tongcha.kit.idcard import validate_id_number
@@ -161,7 +162,7 @@ def ndjson_events(lines: Iterable[bytes]) -> Iterator[Any]:
         if not line.strip():
             continue
         try:
-            obj = orjson.loads(line)
+            obj = jsonio.loads(line)
         except orjson.JSONDecodeError:
             yield Rejection(None, "INVALID_ARGUMENT", "malformed", f"line {lineno} is not JSON")
             continue
@@ -219,7 +220,7 @@ def json_array_events(body: bytes) -> list[Any]:
     from tongcha.kit.errors import InvalidArgument
 
     try:
-        data = orjson.loads(body)
+        data = jsonio.loads(body)
     except orjson.JSONDecodeError as err:
         raise InvalidArgument(f"body is not JSON: {err.msg} at position {err.pos}") from None
     if not isinstance(data, list):

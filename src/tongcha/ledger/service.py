@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from tongcha.kit import jsonio
 from tongcha.kit.clock import Clock
 from tongcha.kit.db import ledger_write_lock
 from tongcha.kit.digests import Digester
@@ -37,9 +38,16 @@ class IngestResult:
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
-            "rejected": [r.as_dict() for r in self.rejected],
+            "rejected": [_answerable(r.as_dict()) for r in self.rejected],
             "revision": self.revision,
         }
+
+
+def _answerable(rejection: dict[str, str | None]) -> dict[str, str | None]:
+    # An event id with a lone surrogate (JSON may escape one: "\ud800") cannot be put in
+    # a JSON answer that every client can read: the rejection says null instead.
+    event_id = rejection["event_id"]
+    return rejection if event_id is None or jsonio.is_utf8(event_id) else {**rejection, "event_id": None}
 
 
 def parser_for(session: Session, carrier: Carrier, *, clock: Clock, settings: Settings) -> EventParser:
