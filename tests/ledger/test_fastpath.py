@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -98,3 +99,22 @@ def test_over_http_the_fast_path_decodes_the_number_once_as_the_route_does(
     twice = ask("%252B8613800138000")
     assert twice.status_code == 400
     assert twice.json()["error"]["code"] == "INVALID_ARGUMENT"
+
+
+def test_every_answer_is_logged_once_with_its_correlator_and_route_but_not_the_number(
+    client: TestClient, parties: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tongcha.access")
+    for correlator, since in (("fast-1", "2019-01-01"), ("routed-1", "2020-02-30")):
+        r = client.get(
+            f"/platform/v1/reassignments/{N}",
+            params={"since": since},
+            headers={**bearer(parties["JD"]), "x-correlator": correlator},
+        )
+        assert r.headers["x-correlator"] == correlator
+    lines = [(rec.correlator, rec.getMessage()) for rec in caplog.records if rec.name == "tongcha.access"]  # type: ignore[attr-defined]
+    assert [(c, m.rsplit(" ", 2)[0]) for c, m in lines] == [
+        ("fast-1", "GET /platform/v1/reassignments/{number} 200"),
+        ("routed-1", "GET /platform/v1/reassignments/{number} 400"),
+    ]
+    assert not any(N[3:] in message for _, message in lines)

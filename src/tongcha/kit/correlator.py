@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from contextvars import ContextVar
 
@@ -14,6 +15,18 @@ correlator: ContextVar[str] = ContextVar("correlator", default="-")
 # errors, which Starlette runs outside every middleware, after the ContextVar is reset.
 SCOPE_KEY = "tongcha.correlator"
 _VALID = re.compile(r"[A-Za-z0-9\-_.:]{1,128}")
+# One line per request: method, the route's template (never the path as sent, which may
+# hold a phone number), status and time taken, with the correlator like every line.
+access_log = logging.getLogger("tongcha.access")
+
+
+def log_access(scope: Scope, status: int, started: float, value: str, route: str | None = None) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    if route is None:
+        route = getattr(scope.get("route"), "path", None) or "(no route)"
+    took = (time.perf_counter() - started) * 1000
+    access_log.info("%s %s %d %.1f ms", scope["method"], route, status, took, extra={"correlator": value})
 
 
 class CorrelatorMiddleware:
@@ -30,15 +43,20 @@ class CorrelatorMiddleware:
         scope[SCOPE_KEY] = value
         token = correlator.set(value)
         header = (b"x-correlator", value.encode())
+        status = 500  # unless an answer starts: an error escaping the app becomes a 500
+        started = time.perf_counter()
 
         async def send_with(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with)
         finally:
+            log_access(scope, status, started, value)
             correlator.reset(token)
 
 
@@ -55,7 +73,8 @@ def correlator_of(scope: Scope) -> str:
 
 class CorrelatorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.correlator = correlator.get()
+        if not hasattr(record, "correlator"):  # unless the line names its own
+            record.correlator = correlator.get()
         return True
 
 

@@ -14,13 +14,14 @@ It sits in front of all of the app's middleware (``web.app.HubApp``), so it sets
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tongcha.kit.correlator import correlator_of
+from tongcha.kit.correlator import correlator_of, log_access
 from tongcha.kit.credentials import PartyKind
 from tongcha.kit.errors import ApiError
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from tongcha.web.state import HubState
 
 PREFIX = "/platform/v1/reassignments/"
+ROUTE = PREFIX + "{number}"
 _JSON = (b"content-type", b"application/json")
 log = logging.getLogger("tongcha.ledger.fastpath")
 
@@ -50,6 +52,7 @@ class FastCheck:
     async def _answer(self, scope: Scope, send: Send) -> bool:
         from tongcha.ledger.api import _check_one
 
+        started = time.perf_counter()
         number = scope["path"][len(PREFIX) :]  # the server has percent-decoded the path
         query = scope["query_string"]
         if "/" in number or not query.startswith(b"since=") or b"&" in query:
@@ -75,16 +78,14 @@ class FastCheck:
             log.exception("fast check failed; handing the request to the route")
             return False
         body = orjson.dumps(ans.as_dict())
+        value = correlator_of(scope)
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [
-                    _JSON,
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-correlator", correlator_of(scope).encode()),
-                ],
+                "headers": [_JSON, (b"content-length", str(len(body)).encode()), (b"x-correlator", value.encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
+        log_access(scope, 200, started, value, ROUTE)
         return True
