@@ -404,6 +404,29 @@ def test_unbind_removes_only_what_the_previous_holder_left(
     assert r.json()["request_id"] in hub.sms.inbox(N)[-1].text
 
 
+def test_unbind_keeps_what_i_bound_in_my_own_earlier_tenure_of_the_number(
+    client: TestClient, hub: Any, jd: SimPlatform, parties: dict[str, str]
+) -> None:
+    # P was Alice's, cancelled, then activated for Alice again: nobody else ever held it.
+    # The unbind of "what the previous holder left" detached her own 2016 account.
+    p = "+8613800000003"
+    events = [
+        ev("activated", p, "2015-03-01", ALICE),
+        ev("cancelled", p, "2019-01-01"),
+        ev("activated", p, "2019-06-01", ALICE),
+    ]
+    r = client.post("/carrier/v1/events", json=events, headers=bearer(parties["CMCC"]))
+    assert r.json()["accepted"] == 3, r.text
+    jd.accounts.add(SimAccount("own", "jd", "张*", "张*", p, at("2016-01-01").astimezone(UTC), at("2026-01-01")))
+    alice = verify(client, hub, ALICE, p)
+    r = client.post("/v1/unbind-requests", json={"number": p}, headers=alice)
+    assert r.status_code == 202, r.text
+    done = settle(client, alice, r.json()["request_id"])
+    assert done["params"]["bound_before"] == "2015-03-01T00:00:00+08:00"
+    assert done["platforms"][0]["answer"] == {"unbound": [], "kept": 1}
+    assert jd.accounts.accounts["own"].number == p
+
+
 def test_detail_lists_my_accounts_masked_and_dispute_freezes_one(
     client: TestClient,
     hub: Any,

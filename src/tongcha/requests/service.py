@@ -4,7 +4,9 @@ The rules that protect people live here:
 - a citizen acts only on numbers they hold now (history: numbers they held before);
 - an unbind sends ``bound_before`` = the start of the current holder's tenure (local
   midnight of its first day: the tenure in force at the end of a day owns that day), so
-  a binding made at or after it, the current holder's own, is never touched;
+  a binding made at or after it, the current holder's own, is never touched; when the
+  same holder held the number just before, with nobody else in between, the start of
+  that earlier tenure (their bindings from then are theirs too);
 - history asks only about [start, end) of the citizen's own old tenure.
 """
 
@@ -79,6 +81,20 @@ def _former_tenure(session: Session, holder: str, number: int) -> Tenure:
     return former
 
 
+def _held_since(session: Session, current: Tenure) -> date:
+    """The first day of the holder's unbroken hold of the number: their current tenure's,
+    or an earlier one of theirs when nobody else held the number in between (a number
+    cancelled and activated again for the same person). What they bound then is theirs."""
+    since = current.started_on
+    for earlier in ledger_repo.latest_tenures(session, current.number, current.seq + 1):
+        if earlier.seq >= current.seq:
+            continue
+        if earlier.holder_digest != current.holder_digest:
+            break
+        since = earlier.started_on
+    return since
+
+
 def unbind_cutoff(started_on: date, zone: ZoneInfo) -> datetime:
     """``bound_before`` for an unbind of the previous holder's bindings: the start of the
     day the current tenure began. Everything bound at or after it is the holder's own."""
@@ -142,7 +158,7 @@ def open_citizen_request(
             bodies = [(c, {"number": number, "bound_from": start}) for c in chosen]
         elif ask.kind is RequestKind.unbind:
             chosen = _pick(callees, ask.platforms)
-            cutoff = unbind_cutoff(current.started_on, zone).isoformat()
+            cutoff = unbind_cutoff(_held_since(session, current), zone).isoformat()
             params.update(number=number, bound_before=cutoff, platforms=[c.code for c in chosen])
             bodies = [(c, {"number": number, "bound_before": cutoff}) for c in chosen]
         elif ask.kind is RequestKind.dispute:
