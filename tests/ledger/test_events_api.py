@@ -6,7 +6,10 @@ import codecs
 from typing import TypedDict
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer
 from tests.factories import ALICE, BOB, ev
@@ -295,8 +298,6 @@ def test_events_need_a_carrier_credential(client: TestClient, parties: dict[str,
 
 
 def test_nothing_identifying_reaches_the_database(client: TestClient, parties: dict[str, str], sessions) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import text
-
     send(client, parties["CMCC"], [ev("activated", N, "2019-01-01", ALICE), ev("transferred", N, "2020-01-01", BOB)])
     with sessions() as session:
         for table in ("ledger_events", "tenures", "ledger_rejections", "ledger_numbers"):
@@ -305,3 +306,19 @@ def test_nothing_identifying_reaches_the_database(client: TestClient, parties: d
                 for person in (ALICE, BOB):
                     assert person["id_number"] not in dump
                     assert person["name"] not in dump and person["name"].replace(" ", "") not in dump
+
+
+@pytest.mark.parametrize(
+    ("body", "media"), [(b"[]", "application/json"), (b"", "application/x-ndjson"), (b"\n \n", "application/x-ndjson")]
+)
+def test_an_empty_batch_writes_no_revision_and_names_the_ledgers(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session], body: bytes, media: str
+) -> None:
+    # Each empty batch added a row to ledger_revisions.
+    latest = send(client, parties["CMCC"], [ev("activated", N, "2019-01-01", ALICE)])["revision"]
+    for _ in range(2):
+        r = client.post("/carrier/v1/events", content=body, headers={**bearer(parties["CMCC"]), "content-type": media})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"accepted": 0, "duplicates": 0, "rejected": [], "revision": latest}
+    with sessions() as session:
+        assert session.scalar(text("SELECT count(*) FROM ledger_revisions")) == 1

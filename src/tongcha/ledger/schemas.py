@@ -57,7 +57,10 @@ class IngestOut(BaseModel):
     accepted: int
     duplicates: int
     rejected: list[RejectedEvent]
-    revision: int
+    revision: int = Field(
+        description="the ledger revision that holds this batch; for a batch with no events, which writes "
+        "nothing, the revision the ledger is at"
+    )
 
 
 class ReassignmentOut(BaseModel):

@@ -21,7 +21,7 @@ from tongcha.kit.errors import InvalidArgument, OutOfRange
 from tongcha.kit.phone import e164
 from tongcha.kit.settings import Settings
 from tongcha.ledger import repository as repo
-from tongcha.ledger.models import Carrier
+from tongcha.ledger.models import Carrier, LedgerRevision
 from tongcha.ledger.parse import EventParser, Rejection
 from tongcha.ledger.replay import Event, NumberState, replay
 
@@ -168,14 +168,23 @@ def ingest_parsed(
     settings: Settings,
     source: str,
 ) -> IngestResult:
-    """Write parsed chunks as one ledger revision; flushes, never commits."""
+    """Write parsed chunks as one ledger revision; flushes, never commits.
+
+    A batch with no events at all writes nothing: its answer names the revision the
+    ledger is at, which already holds everything the batch would have changed.
+    """
     quarantine = {c.id: c.quarantine_days for c in repo.carriers(session)}
     result = IngestResult()
     with ledger_write_lock(session):
-        revision = repo.new_revision(session, carrier.id, source, clock.now())
-        result.revision = revision.id
+        revision: LedgerRevision | None = None
         for chunk in chunks:
+            if revision is None:
+                revision = repo.new_revision(session, carrier.id, source, clock.now())
             _ingest_chunk(session, carrier.id, chunk, quarantine, result, revision.id)
+        if revision is None:
+            result.revision = repo.latest_revision(session)
+            return result
+        result.revision = revision.id
         revision.accepted = result.accepted
         revision.duplicates = result.duplicates
         revision.rejected = len(result.rejected)
