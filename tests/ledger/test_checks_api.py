@@ -177,7 +177,38 @@ def test_camara_no_data_is_400_out_of_range(client: TestClient, parties: dict[st
 def test_camara_number_with_letters_is_a_400(client: TestClient, parties: dict[str, str], number: str) -> None:
     r = camara(client, parties["MEITUAN"], {"phoneNumber": number, "specifiedDate": "2019-01-01"})
     assert_error(r, 400, "INVALID_ARGUMENT")
-    assert r.json()["error"]["message"].startswith("number is not a phone number")
+    # CAMARA's name for the field: "number" was this API's other one.
+    assert r.json()["error"]["message"].startswith("phoneNumber is not a phone number")
+
+
+@pytest.mark.parametrize(
+    ("specified", "status", "code", "message"),
+    [
+        ("2020/01/01", 400, "INVALID_ARGUMENT", "specifiedDate must be an RFC 3339 full-date like 2024-01-31"),
+        ("2020-1-1", 400, "INVALID_ARGUMENT", "specifiedDate must be an RFC 3339 full-date like 2024-01-31"),
+        ("", 400, "INVALID_ARGUMENT", "specifiedDate is required: a date like 2024-01-31"),
+        ("2026-11-24", 400, "OUT_OF_RANGE", "specifiedDate is in the future"),
+    ],
+)
+def test_camara_date_errors_name_specified_date(
+    client: TestClient, parties: dict[str, str], specified: str, status: int, code: str, message: str
+) -> None:
+    # They said "since", a field the CAMARA request does not have.
+    r = camara(client, parties["MEITUAN"], {"phoneNumber": N, "specifiedDate": specified})
+    assert_error(r, status, code)
+    assert r.json()["error"]["message"] == message
+
+
+def test_camara_number_errors_name_phone_number(client: TestClient, parties: dict[str, str]) -> None:
+    r = camara(client, parties["MEITUAN"], {"phoneNumber": "+8612345678901", "specifiedDate": "2020-01-01"})
+    assert_error(r, 400, "INVALID_ARGUMENT")
+    assert r.json()["error"]["message"] == "phoneNumber is not a mainland China mobile number"
+
+
+def test_single_check_errors_still_name_number_and_since(client: TestClient, parties: dict[str, str]) -> None:
+    assert get_check(client, parties["JD"], N, "2026-11-24").json()["error"]["message"] == "since is in the future"
+    r = get_check(client, parties["JD"], "+8612345678901", "2020-01-01")
+    assert r.json()["error"]["message"] == "number is not a mainland China mobile number"
 
 
 def test_camara_extra_field_is_400(client: TestClient, parties: dict[str, str]) -> None:

@@ -48,31 +48,31 @@ def mobile_prefix_table() -> npt.NDArray[np.bool_]:
     return table
 
 
-def parse_mobile(raw: object) -> int:
-    """Return the 11-digit national number, or raise ``InvalidNumber``."""
+def parse_mobile(raw: object, field: str = "number") -> int:
+    """Return the 11-digit national number, or raise ``InvalidNumber`` naming ``field``."""
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str):
-        raise InvalidNumber("number must be a string in E.164 form, like +8613800138000")
+        raise InvalidNumber(f"{field} must be a string in E.164 form, like +8613800138000")
     fast = _FAST.fullmatch(raw)
     if fast is not None:
         national = fast.group(1)
         if _MOBILE.fullmatch(national) is None:
-            raise InvalidNumber("number is not a mainland China mobile number")
+            raise InvalidNumber(f"{field} is not a mainland China mobile number")
         return int(national)
     # Full-width digits, plus sign and spaces, as Chinese input methods type them, are
     # the same characters to a reader: NFKC makes them ASCII before the rule is applied.
     raw = unicodedata.normalize("NFKC", raw)
     if _WRITTEN.fullmatch(raw) is None:
-        raise InvalidNumber("number is not a phone number: only digits, spaces and + - ( ) . are allowed")
+        raise InvalidNumber(f"{field} is not a phone number: only digits, spaces and + - ( ) . are allowed")
     try:
         parsed = phonenumbers.parse(raw, "CN")
     except phonenumbers.NumberParseException:
-        raise InvalidNumber("number is not a phone number") from None
+        raise InvalidNumber(f"{field} is not a phone number") from None
     if parsed.country_code != 86 or not phonenumbers.is_valid_number(parsed):
-        raise InvalidNumber("number is not a mainland China mobile number")
+        raise InvalidNumber(f"{field} is not a mainland China mobile number")
     if phonenumbers.number_type(parsed) not in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE):
-        raise InvalidNumber("number is not a mainland China mobile number")
+        raise InvalidNumber(f"{field} is not a mainland China mobile number")
     return int(str(parsed.national_number))
 
 

@@ -120,11 +120,18 @@ async def get_reassignment(
 
 
 async def _check_one(
-    state: HubState, index: LedgerIndex, platform_id: int, number: str, since: str, channel: str
+    state: HubState,
+    index: LedgerIndex,
+    platform_id: int,
+    number: str,
+    since: str,
+    channel: str,
+    fields: tuple[str, str] = ("number", "since"),
 ) -> service.Answer:
-    """Answer one check and wait until it is in the check log."""
-    parsed = parse_mobile(number)
-    day = service.parse_since(since, service.today_in(state.settings, state.clock))
+    """Answer one check and wait until it is in the check log; errors name ``fields``,
+    the request's names for the number and the day."""
+    parsed = parse_mobile(number, fields[0])
+    day = service.parse_since(since, service.today_in(state.settings, state.clock), fields[1])
     ans = service.answer(parsed, day, *index.lookup(parsed))
     record = CheckRecord(platform_id, ans.number, ans.since, ans.result, channel, state.clock.now())
     await state.checklog.record(record)
@@ -141,7 +148,9 @@ async def _check_one(
 async def camara_check(
     caller: PlatformCaller, state: HubDep, index: IndexDep, body: CamaraCheckIn = Body()
 ) -> Response:
-    ans = await _check_one(state, index, caller.party_id, body.phoneNumber, body.specifiedDate, "camara")
+    ans = await _check_one(
+        state, index, caller.party_id, body.phoneNumber, body.specifiedDate, "camara", ("phoneNumber", "specifiedDate")
+    )
     recycled = service.camara_recycled(ans)
     return Response(orjson.dumps({"phoneNumberRecycled": recycled}), media_type="application/json")
 

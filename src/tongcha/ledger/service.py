@@ -260,17 +260,18 @@ def answer(
     return Answer(number, since, "yes", last_change_on)
 
 
-def parse_since(raw: str | None, today: date) -> date:
+def parse_since(raw: str | None, today: date, field: str = "since") -> date:
+    """The day a check asks about; errors name ``field``, the caller's name for it."""
     if raw is None or raw == "":
-        raise InvalidArgument("since is required: a date like 2024-01-31")
+        raise InvalidArgument(f"{field} is required: a date like 2024-01-31")
     try:
         since = date.fromisoformat(raw)
     except ValueError:
-        raise InvalidArgument("since must be an RFC 3339 full-date like 2024-01-31") from None
+        raise InvalidArgument(f"{field} must be an RFC 3339 full-date like 2024-01-31") from None
     if len(raw) != 10:
-        raise InvalidArgument("since must be an RFC 3339 full-date like 2024-01-31")
+        raise InvalidArgument(f"{field} must be an RFC 3339 full-date like 2024-01-31")
     if since > today:
-        raise OutOfRange("since is in the future")
+        raise OutOfRange(f"{field} is in the future")
     return since
 
 
