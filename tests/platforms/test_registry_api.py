@@ -110,6 +110,34 @@ def test_operator_suspends_and_tunes_a_platform(client: TestClient, operator: di
     assert bad.status_code == 400
 
 
+def test_a_base_url_sent_as_null_is_removed_and_a_field_left_out_is_kept(
+    client: TestClient, operator: dict[str, str]
+) -> None:
+    # null answered 200 and changed nothing.
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    client.patch("/operator/v1/platforms/BAIDU", json={"sla_overrides": {"unbind": 3}}, headers=operator)
+    r = client.patch("/operator/v1/platforms/BAIDU", json={"base_url": None}, headers=operator)
+    assert r.status_code == 200, r.text
+    got = client.get("/operator/v1/platforms/BAIDU", headers=operator).json()
+    assert got["base_url"] is None
+    assert got["sla_overrides"] == {"unbind": 3}
+    r = client.patch("/operator/v1/platforms/BAIDU", json={"sla_overrides": None}, headers=operator)
+    assert r.status_code == 200, r.text
+    assert r.json()["sla_overrides"] == {}
+
+
+def test_a_field_that_cannot_be_empty_sent_as_null_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    for name in ("status", "timeout_ms", "max_concurrency"):
+        r = client.patch("/operator/v1/platforms/BAIDU", json={"base_url": None, name: None}, headers=operator)
+        assert r.status_code == 400, (name, r.text)
+        assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+        assert r.json()["error"]["message"].startswith(f"{name} cannot be null")
+    # nothing of a refused change was applied
+    got = client.get("/operator/v1/platforms/BAIDU", headers=operator).json()
+    assert (got["base_url"], got["status"], got["timeout_ms"]) == ("http://127.0.0.1:9/tongcha-base", "active", 3000)
+
+
 def test_an_sla_for_a_kind_that_does_not_exist_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
     # A misspelt kind used to be stored with a 200 and never apply.
     client.post("/operator/v1/platforms", json=BAIDU, headers=operator)

@@ -130,7 +130,11 @@ def get_platform(code: PublicIdPath, _: OperatorCaller, session: SessionDep) -> 
 def patch_platform(
     code: PublicIdPath, body: PlatformPatch, _: OperatorCaller, session: SessionDep, hub: HubDep
 ) -> PlatformOut:
-    change = service.PlatformUpdate(**body.model_dump())
+    sent = body.model_dump(include=body.model_fields_set)
+    change = service.PlatformUpdate(
+        **{name: value for name, value in sent.items() if value is not None},
+        cleared=frozenset(name for name, value in sent.items() if value is None),
+    )
     platform = service.update(session, code, change)
     hub.platforms.forget()
     return _out(session, platform)

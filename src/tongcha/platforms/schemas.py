@@ -29,13 +29,15 @@ class PlatformIn(BaseModel):
 
 
 class PlatformPatch(BaseModel):
+    """Only the fields sent change; a field sent as null is emptied where it may be."""
+
     model_config = ConfigDict(extra="forbid")
 
-    base_url: Text | None = Field(default=None, max_length=500)
-    status: PlatformStatus | None = None
-    timeout_ms: int | None = None
-    max_concurrency: int | None = None
-    sla_overrides: dict[str, int] | None = None
+    base_url: Text | None = Field(default=None, max_length=500, description="null removes it: the hub stops calling")
+    status: PlatformStatus | None = Field(default=None, description="may not be null")
+    timeout_ms: int | None = Field(default=None, description="may not be null")
+    max_concurrency: int | None = Field(default=None, description="may not be null")
+    sla_overrides: dict[str, int] | None = Field(default=None, description="null removes every override")
 
 
 class AppOut(BaseModel):

@@ -127,15 +127,34 @@ def seed(session: Session, now: datetime) -> list[str]:
 
 @dataclass
 class PlatformUpdate:
+    """What to change; ``None`` keeps a field as it is, and a field named in ``cleared``
+    (sent as null) is emptied where it may be empty and refused where it may not."""
+
     base_url: str | None = None
     status: PlatformStatus | None = None
     timeout_ms: int | None = None
     max_concurrency: int | None = None
     sla_overrides: dict[str, int] | None = None
+    cleared: frozenset[str] = frozenset()
+
+
+# Fields a platform always has a value for: null cannot empty them.
+_NEVER_EMPTY = ("status", "timeout_ms", "max_concurrency")
 
 
 def update(session: Session, code: str, change: PlatformUpdate) -> Platform:
+    """Apply ``change`` to the platform ``code``; flushes, never commits."""
+    for name in _NEVER_EMPTY:
+        if name in change.cleared:
+            raise InvalidArgument(
+                f"{name} cannot be null: send a value, or leave it out to keep it",
+                [{"field": name, "issue": "may not be null"}],
+            )
     platform = get(session, code)
+    if "base_url" in change.cleared:
+        platform.base_url = None  # the hub no longer calls it until it is given one
+    if "sla_overrides" in change.cleared:
+        platform.sla_overrides = {}
     if change.base_url is not None:
         platform.base_url = check_base_url(change.base_url)
     if change.status is not None:
