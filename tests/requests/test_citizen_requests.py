@@ -561,6 +561,37 @@ def test_a_request_may_name_a_number_by_its_ref_from_my_numbers(client: TestClie
     assert r.json()["error"]["code"] == "NOT_FOUND"
 
 
+def test_history_by_ref_looks_at_the_tenure_the_ref_names(
+    client: TestClient, hub: Any, jd: SimPlatform, parties: dict[str, str]
+) -> None:
+    # Alice held P twice before (Bob in between): the ref of her first tenure asked about
+    # her second, the latest one she gave up, whichever row of My numbers she chose.
+    p = "+8613800000004"
+    events = [
+        ev("activated", p, "2010-01-01", ALICE),
+        ev("cancelled", p, "2012-01-01"),
+        ev("activated", p, "2012-06-01", BOB),
+        ev("cancelled", p, "2014-01-01"),
+        ev("activated", p, "2014-06-01", ALICE),
+        ev("cancelled", p, "2019-01-01"),
+    ]
+    r = client.post("/carrier/v1/events", json=events, headers=bearer(parties["CMCC"]))
+    assert r.json()["accepted"] == len(events), r.text
+    alice = verify(client, hub, ALICE, M)
+    rows = {n["started_on"]: n["ref"] for n in client.get("/v1/me/numbers", headers=alice).json()}
+    windows = []
+    for started in ("2010-01-01", "2014-06-01"):
+        r = client.post("/v1/history-inquiries", json={"number_ref": rows[started]}, headers=alice)
+        assert r.status_code == 202, r.text
+        params = client.get(f"/v1/requests/{r.json()['request_id']}", headers=alice).json()["params"]
+        windows.append((params["bound_from"][:10], params["bound_until"][:10]))
+    assert windows == [("2010-01-01", "2012-01-01"), ("2014-06-01", "2019-01-01")]
+    # the number spelled out still means the latest tenure she gave up
+    r = client.post("/v1/history-inquiries", json={"number": p}, headers=alice)
+    params = client.get(f"/v1/requests/{r.json()['request_id']}", headers=alice).json()["params"]
+    assert params["bound_from"][:10] == "2014-06-01"
+
+
 @pytest.mark.parametrize(
     "body",
     [{}, {"number": N, "number_ref": "x"}, {"number_ref": "x" * 101}],

@@ -204,6 +204,8 @@ class HeldNumber:
     end_reason: str | None
     # What a request may name instead of the number, which the API shows only masked.
     ref: str
+    # Which of the number's tenures it is (a holder may have held a number twice).
+    seq: int
 
 
 def numbers_of(session: Session, digester: Digester, holder_digest: str) -> list[HeldNumber]:
@@ -216,14 +218,15 @@ def numbers_of(session: Session, digester: Digester, holder_digest: str) -> list
             t.ended_on,
             t.end_reason,
             digester.tenure_ref(holder_digest, t.number, t.seq),
+            t.seq,
         )
         for t in ledger_repo.tenures_of(session, holder_digest)
     ]
 
 
-def number_of_ref(session: Session, digester: Digester, holder_digest: str, ref: str) -> int:
-    """The number behind a ``ref`` from this holder's list; another holder's ref is unknown."""
+def tenure_of_ref(session: Session, digester: Digester, holder_digest: str, ref: str) -> HeldNumber:
+    """The tenure behind a ``ref`` from this holder's list; another holder's ref is unknown."""
     for held in numbers_of(session, digester, holder_digest):
         if held.ref == ref:
-            return held.number
+            return held
     raise NotFound("number_ref names none of your numbers; list them again with GET /v1/me/numbers")

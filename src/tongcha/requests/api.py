@@ -47,8 +47,8 @@ async def _open(hub: HubState, citizen: Citizen, ask: Ask, about: OneNumber | No
         with hub.sessions() as session, session.begin():
             asked = ask
             if about is not None and about.number_ref is not None:
-                number = identity.number_of_ref(session, hub.digester, citizen.holder_digest, about.number_ref)
-                asked = replace(ask, number=number)
+                held = identity.tenure_of_ref(session, hub.digester, citizen.holder_digest, about.number_ref)
+                asked = replace(ask, number=held.number, tenure_seq=held.seq)
             request, calls = service.open_citizen_request(
                 session,
                 citizen=citizen,

@@ -65,6 +65,8 @@ class Ask:
     platforms: tuple[str, ...] | None = None
     account_ref: str | None = None
     action: str | None = None
+    # The tenure a number_ref named: history asks about that one, not the latest.
+    tenure_seq: int | None = None
 
 
 def _tenure_held_now(session: Session, holder: str, number: int) -> Tenure:
@@ -74,9 +76,12 @@ def _tenure_held_now(session: Session, holder: str, number: int) -> Tenure:
     return current
 
 
-def _former_tenure(session: Session, holder: str, number: int) -> Tenure:
-    former = ledger_repo.former_tenure(session, holder, number)
-    if former is None:
+def _former_tenure(session: Session, holder: str, number: int, seq: int | None) -> Tenure:
+    if seq is None:
+        former = ledger_repo.former_tenure(session, holder, number)
+    else:
+        former = ledger_repo.tenure_at(session, number, seq)
+    if former is None or former.holder_digest != holder or former.ended_on is None:
         raise PermissionDenied("history is for numbers you held before")
     return former
 
@@ -137,7 +142,7 @@ def open_citizen_request(
             bodies += [(c, {"number": e164(tenure.number), "bound_from": since}) for c in callees]
     elif ask.kind is RequestKind.history:
         assert ask.number is not None
-        former = _former_tenure(session, holder, ask.number)
+        former = _former_tenure(session, holder, ask.number, ask.tenure_seq)
         assert former.ended_on is not None
         span = {
             "number": e164(former.number),
