@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tongcha.kit import credentials
@@ -14,15 +14,17 @@ from tongcha.kit.errors import Conflict, InvalidArgument, NotFound
 from tongcha.ledger.models import Carrier
 from tongcha.platforms import service as platforms_service
 from tongcha.platforms.models import Platform
-from tongcha.platforms.service import check_code
+from tongcha.platforms.service import check_party_code
 
 
 def add_carrier(session: Session, code: str, name: str, quarantine_days: int, now: datetime) -> str:
-    check_code(code)
+    check_party_code(code, "carrier")
     if quarantine_days < 0 or quarantine_days > 3650:
         raise InvalidArgument("quarantine_days must be between 0 and 3650")
-    if session.scalars(select(Carrier).where(Carrier.code == code)).first() is not None:
-        raise Conflict(f"a carrier with code {code!r} exists already")
+    # The same code, or one registered before codes were capitals only that reads the same.
+    same = session.scalars(select(Carrier.code).where(func.upper(Carrier.code) == code)).first()
+    if same is not None:
+        raise Conflict(f"a carrier with code {same!r} exists already")
     carrier = add_row(session, Carrier(code=code, name=name, quarantine_days=quarantine_days, created_at=now))
     return credentials.issue(session, PartyKind.carrier, carrier.id, now)
 

@@ -141,3 +141,13 @@ def test_app_add_from_the_command_line(db_url: str, engine: Engine, sessions: se
         db_url, "platform", "app", "add", "ACME", "shop", "--name-zh", "商城", "--name-en", "Shop", check=False
     )
     assert again.returncode == 1
+
+
+def test_add_refuses_a_code_that_is_not_in_capitals(db_url: str, engine: Engine) -> None:
+    # `platform add acme2` registered a second platform beside ACME2.
+    for kind in ("carrier", "platform"):
+        refused = run_cli(db_url, kind, "add", "acme2", "--name", "Acme", check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert f"a {kind} code is 1 to 32 capital letters" in refused.stderr
+        assert "added" not in refused.stdout
+        run_cli(db_url, kind, "add", "ACME2", "--name", "Acme")

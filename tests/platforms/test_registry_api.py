@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer
+from tongcha.kit.errors import Conflict, InvalidArgument
+from tongcha.ledger.models import Carrier
+from tongcha.parties import add_carrier
 from tongcha.platforms import service
+from tongcha.platforms.models import Platform
 from tongcha.sdk import protocol
 
 BAIDU = {
@@ -58,6 +63,54 @@ def test_bad_registry_input_is_a_400(client: TestClient, operator: dict[str, str
         assert r.status_code == 400, (bad, r.text)
         assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
     assert client.get("/operator/v1/platforms/BAIDU", headers=operator).status_code == 404
+
+
+def test_a_platform_code_that_is_not_in_capitals_is_a_400(client: TestClient, operator: dict[str, str]) -> None:
+    # "acme2" was registered beside "ACME2": two platforms that read the same.
+    assert client.post("/operator/v1/platforms", json={**BAIDU, "code": "ACME2"}, headers=operator).status_code == 201
+    for code in ("acme2", "Acme2", "-ACME", "ACME 2", "ＡＣＭＥ"):
+        r = client.post("/operator/v1/platforms", json={**BAIDU, "code": code}, headers=operator)
+        assert r.status_code == 400, (code, r.text)
+        assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+        assert "capital letters" in r.json()["error"]["message"]
+    codes = [p["code"] for p in client.get("/operator/v1/platforms", headers=operator).json()]
+    assert "ACME2" in codes and "acme2" not in codes
+    for code in ("58TONGCHENG", "CHINA_BROADNET", "MVNO-1"):
+        r = client.post("/operator/v1/platforms", json={**BAIDU, "code": code}, headers=operator)
+        assert r.status_code == 201, (code, r.text)
+
+
+def test_a_code_registered_before_the_rule_is_taken_in_capitals_too(
+    client: TestClient, operator: dict[str, str], sessions: sessionmaker[Session], clock: Any
+) -> None:
+    with sessions() as session, session.begin():
+        session.add(
+            Platform(
+                code="acme2",
+                name="Acme",
+                account_model="independent",
+                status="active",
+                timeout_ms=3000,
+                max_concurrency=32,
+                sla_overrides={},
+                created_at=clock.now(),
+            )
+        )
+        session.add(Carrier(code="cmcc2", name="Old", quarantine_days=90, created_at=clock.now()))
+    r = client.post("/operator/v1/platforms", json={**BAIDU, "code": "ACME2"}, headers=operator)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["message"] == "a platform with code 'acme2' exists already"
+    # the old code keeps working
+    assert client.get("/operator/v1/platforms/acme2", headers=operator).status_code == 200
+    with sessions() as session, pytest.raises(Conflict, match="'cmcc2'"):
+        add_carrier(session, "CMCC2", "New", 90, clock.now())
+
+
+def test_a_carrier_code_that_is_not_in_capitals_is_refused(sessions: sessionmaker[Session], clock: Any) -> None:
+    with sessions() as session, session.begin():
+        add_carrier(session, "CMCC2", "China Mobile", 90, clock.now())
+        with pytest.raises(InvalidArgument, match="capital letters"):
+            add_carrier(session, "cmcc2", "China Mobile", 90, clock.now())
 
 
 def test_registry_text_with_a_nul_character_is_a_400(client: TestClient, operator: dict[str, str]) -> None:

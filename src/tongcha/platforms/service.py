@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,21 @@ def check_code(code: str) -> None:
         raise InvalidArgument("a code is 1 to 32 letters, digits, - or _")
 
 
+# A carrier's or a platform's code is written in capitals (CMCC, MEITUAN): codes are
+# matched exactly, so "acme2" beside "ACME2" would be a second party that reads the same.
+_PARTY_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
+
+
+def check_party_code(code: str, kind: str) -> None:
+    """Refuse a code a new carrier or platform (``kind``) may not have."""
+    if _PARTY_CODE.fullmatch(code) is None:
+        raise InvalidArgument(
+            f"a {kind} code is 1 to 32 capital letters A-Z, digits, - or _, starting with a letter or digit, "
+            "like CMCC or MEITUAN",
+            [{"field": "code", "issue": "not a code"}],
+        )
+
+
 def check_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
@@ -71,9 +87,11 @@ class PlatformSpec:
 
 def _register(session: Session, spec: PlatformSpec, now: datetime) -> Platform:
     """The registry row and its apps, with the default timeout and concurrency."""
-    check_code(spec.code)
-    if repo.code_taken(session, spec.code):
-        raise Conflict(f"a platform with code {spec.code!r} exists already")
+    check_party_code(spec.code, "platform")
+    # The same code, or one registered before codes were capitals only that reads the same.
+    same = [p.code for p in repo.platforms(session) if p.code.upper() == spec.code]
+    if same:
+        raise Conflict(f"a platform with code {same[0]!r} exists already")
     platform = add_row(
         session,
         Platform(
