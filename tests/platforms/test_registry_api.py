@@ -146,6 +146,15 @@ def test_registry_needs_an_operator_credential(client: TestClient, parties: dict
     r = client.get("/operator/v1/platforms", headers=bearer(parties["JD"]))
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "UNAUTHENTICATED"
+    # It said "a operator credential".
+    assert r.json()["error"]["message"] == "this endpoint needs an operator credential"
+
+
+def test_a_carrier_or_platform_endpoint_names_its_credential(client: TestClient, parties: dict[str, str]) -> None:
+    r = client.post("/carrier/v1/events", json=[], headers=bearer(parties["JD"]))
+    assert r.json()["error"]["message"] == "this endpoint needs a carrier credential"
+    r = client.post("/platform/v1/reassignments:batch", content=b"", headers=bearer(parties["CMCC"]))
+    assert r.json()["error"]["message"] == "this endpoint needs a platform credential"
 
 
 def test_operator_suspends_and_tunes_a_platform(client: TestClient, operator: dict[str, str]) -> None:

@@ -115,7 +115,8 @@ def _caller(request: Request, kind: PartyKind) -> Caller:
     if caller is None:
         raise Unauthenticated("the credential is unknown or revoked")
     if caller.kind is not kind:
-        raise Unauthenticated(f"this endpoint needs a {kind.value} credential")
+        article = "an" if kind.value[0] in "aeiou" else "a"
+        raise Unauthenticated(f"this endpoint needs {article} {kind.value} credential")
     return caller
 
 
