@@ -459,3 +459,50 @@ def test_a_probe_naming_a_platform_the_hub_cannot_call_says_why_and_opens_nothin
     assert r.status_code == 409, r.text
     assert "suspended" in r.json()["error"]["message"]
     assert requests_opened(hub) == 0
+
+
+def test_a_request_whose_last_task_gives_up_is_completed(hub: Hub, fleet: PlatformFleet) -> None:
+    jd = fleet.add(enterprise("JD"), Knobs(error_rate=1.0))
+    hub.register(jd)
+    probe = hub.probe("+8613800138000", platforms=["JD"])
+    assert probe["state"] == "open"
+    hub.work(advance=timedelta(hours=49))  # past the 48 hours a task is tried for
+    request = hub.request(probe["request_id"])
+    task = hub.task(request, "JD")
+    assert (task["state"], task["error_code"]) == ("failed", "http_503")
+    assert task["error"].startswith("gave up after 1 attempts")
+    assert request["state"] == "completed"
+    assert request["completed_at"] is not None
+
+
+def test_a_task_due_later_than_the_give_up_time_is_tried_until_after_it_is_due(
+    hub: Hub, fleet: PlatformFleet, sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    # An unbind is due in five working days; a platform down over a weekend must not
+    # lose it after 48 hours.
+    jd = fleet.add(enterprise("JD"), Knobs(error_rate=1.0))
+    hub.register(jd)
+    due = clock.now() + timedelta(days=7)
+    with sessions() as session, session.begin():
+        opened, _ = fanout.open_request(
+            session,
+            kind=RequestKind.unbind,
+            params={},
+            operation=Operation.bindings_unbind,
+            targets=[
+                fanout.Target(
+                    service.get(session, "JD"),
+                    {"number": "+8613800138000", "bound_before": "2020-01-01T00:00:00+08:00"},
+                    due_by=due,
+                )
+            ],
+            now=clock.now(),
+            give_up_after=timedelta(hours=48),
+        )
+        request_id = opened.public_id
+    hub.work(advance=timedelta(days=3))  # past 48 hours, before the due time
+    task = hub.task(hub.request(request_id), "JD")
+    assert (task["state"], task["error_code"]) == ("pending", "http_503")
+    hub.work(advance=timedelta(days=6))  # past the due time and 48 hours more
+    request = hub.request(request_id)
+    assert (hub.task(request, "JD")["state"], request["state"]) == ("failed", "completed")

@@ -200,8 +200,10 @@ def open_request(
     )
     add_row(session, request)
     rows, calls = [], []
-    give_up_at = now + give_up_after
     for target in targets:
+        # A task with a due time is tried until ``give_up_after`` past it, never less: a
+        # platform down over a weekend still gets an unbind that is due in five working days.
+        give_up_at = max(now, target.due_by or now) + give_up_after
         platform = target.platform
         task_id = new_public_id("t")
         body = {"task_id": task_id, **target.body}
@@ -242,13 +244,14 @@ def claim_due(session: Session, now: datetime, limit: int) -> list[TaskCall]:
         return []
     platforms = repo.platforms_by_id(session, {t.platform_id for t in tasks})
     calls = []
+    given_up: set[int] = set()
     for task in tasks:
         platform = platforms[task.platform_id]
         if now >= task.give_up_at:
             _finish(task, TaskState.failed, now)
             task.error_code = task.error_code or "gave_up"
             task.last_error = f"gave up after {task.attempts} attempts: {task.last_error or 'no answer'}"
-            _maybe_complete(session, task.request_id, now)
+            given_up.add(task.request_id)
             continue
         if platform.status != PlatformStatus.active.value or not platform.base_url:
             # Held, not lost: it goes out when the platform is resumed.
@@ -270,6 +273,9 @@ def claim_due(session: Session, now: datetime, limit: int) -> list[TaskCall]:
             )
         )
     session.flush()
+    # After the flush: completion asks the database whether any task is still open.
+    for request_pk in sorted(given_up):
+        _maybe_complete(session, request_pk, now)
     return calls
 
 
