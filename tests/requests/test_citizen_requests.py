@@ -453,6 +453,30 @@ def test_detail_lists_my_accounts_masked_and_dispute_freezes_one(
     assert dispute["request_id"] in texts[-1]
 
 
+def test_a_dispute_can_name_only_an_account_my_details_listed_since_i_hold_the_number(
+    client: TestClient, hub: Any, jd: SimPlatform
+) -> None:
+    token = verify(client, hub, BOB, N)
+    dispute = {"number": N, "platform": "JD", "account_ref": "b1", "action": "cancel"}
+    # Not listed yet: no details asked.
+    r = client.post("/v1/disputes", json=dispute, headers=token)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "PERMISSION_DENIED"
+    r = client.post("/v1/details", json={"number": N, "platform": "JD"}, headers=token)
+    listed = {
+        a["account_ref"] for a in settle(client, token, r.json()["request_id"])["platforms"][0]["answer"]["accounts"]
+    }
+    # The previous holder's accounts on the number are never listed to Bob, so never disputable.
+    left_by_alice = [ref for ref, account in jd.accounts.accounts.items() if account.number == N and ref not in listed]
+    assert left_by_alice, "the fixture leaves the previous holder an account on the number"
+    for ref in left_by_alice:
+        r = client.post("/v1/disputes", json={**dispute, "account_ref": ref}, headers=token)
+        assert r.status_code == 403, r.text
+        assert jd.accounts.accounts[ref].status != "cancelled"
+    r = client.post("/v1/disputes", json=dispute, headers=token)
+    assert r.status_code == 202, r.text
+
+
 def test_history_looks_only_inside_my_old_tenure(
     client: TestClient,
     hub: Any,
@@ -642,6 +666,13 @@ KINDS = [
 ]
 
 
+def ready_for(client: TestClient, token: dict[str, str], path: str) -> None:
+    """A dispute names an account from the citizen's own details: ask for them first."""
+    if path == "/v1/disputes":
+        r = client.post("/v1/details", json={"number": N, "platform": "JD"}, headers=token)
+        assert settle(client, token, r.json()["request_id"])["state"] == "completed"
+
+
 @pytest.mark.parametrize(("person", "phone", "path", "body", "due_on"), KINDS)
 def test_due_dates_are_working_days_across_a_holiday(
     person: dict[str, str],
@@ -655,6 +686,7 @@ def test_due_dates_are_working_days_across_a_holiday(
     clock: FixedClock,
 ) -> None:
     token = verify(client, hub, person, phone)
+    ready_for(client, token, path)
     clock.set(at("2025-09-30", 10).astimezone(UTC))
     r = client.post(path, json=body, headers=token)
     assert r.status_code == 202, r.text
@@ -677,8 +709,9 @@ def test_a_platform_that_misses_its_due_time_is_marked_overdue(
     settings: Settings,
     clock: FixedClock,
 ) -> None:
-    jd.knobs.error_rate = 1.0
     token = verify(client, hub, person, phone)
+    ready_for(client, token, path)
+    jd.knobs.error_rate = 1.0
     r = client.post(path, json=body, headers=token)
     request_id = r.json()["request_id"]
     due = datetime.fromisoformat(r.json()["due_by"])

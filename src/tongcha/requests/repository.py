@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tongcha.platforms.models import PlatformTask
-from tongcha.requests.models import Request
+from tongcha.platforms.models import Platform, PlatformTask, TaskState
+from tongcha.requests.models import Request, RequestKind
 
 
 def request_by_id(session: Session, request_id: int) -> Request | None:
@@ -37,3 +39,22 @@ def tasks_of(session: Session, request_id: int) -> list[PlatformTask]:
     return list(
         session.scalars(select(PlatformTask).where(PlatformTask.request_id == request_id).order_by(PlatformTask.id))
     )
+
+
+def answered_details(session: Session, holder: str, platform: str, limit: int = 50) -> list[tuple[Any, Any]]:
+    """The holder's latest details requests answered by ``platform``: each request's
+    params and the platform's answer, newest first."""
+    rows = session.execute(
+        select(Request.params, PlatformTask.answer)
+        .join(PlatformTask, PlatformTask.request_id == Request.id)
+        .join(Platform, Platform.id == PlatformTask.platform_id)
+        .where(
+            Request.holder_digest == holder,
+            Request.kind == RequestKind.detail.value,
+            Platform.code == platform,
+            PlatformTask.state == TaskState.done.value,
+        )
+        .order_by(Request.id.desc())
+        .limit(limit)
+    )
+    return [(row.params, row.answer) for row in rows]

@@ -100,6 +100,28 @@ def _held_since(session: Session, current: Tenure) -> date:
     return since
 
 
+def _check_listed(session: Session, holder: str, number: str, platform: str, account_ref: str, since: datetime) -> None:
+    """A dispute names an account the holder saw in their own details of the number,
+    bound while they held it. The action carries no tenure (API.md), so the hub makes
+    sure it never reaches an account a previous holder left on the number."""
+    for params, answer in repo.answered_details(session, holder, platform):
+        if not isinstance(params, dict) or params.get("number") != number or not isinstance(answer, dict):
+            continue
+        for account in answer.get("accounts") or ():
+            if not isinstance(account, dict) or account.get("account_ref") != account_ref:
+                continue
+            try:
+                bound_at = datetime.fromisoformat(str(account.get("bound_at")))
+            except ValueError:
+                continue
+            if bound_at.tzinfo is not None and bound_at >= since:
+                return
+    raise PermissionDenied(
+        "you can dispute only an account that a details request listed on this number as bound "
+        "since you hold it: ask for details first"
+    )
+
+
 def unbind_cutoff(started_on: date, zone: ZoneInfo) -> datetime:
     """``bound_before`` for an unbind of the previous holder's bindings: the start of the
     day the current tenure began. Everything bound at or after it is the holder's own."""
@@ -169,6 +191,8 @@ def open_citizen_request(
         elif ask.kind is RequestKind.dispute:
             assert ask.platform is not None and ask.account_ref is not None and ask.action is not None
             chosen = _pick(callees, (ask.platform,))
+            held_from = local_midnight(_held_since(session, current), zone)
+            _check_listed(session, holder, number, ask.platform, ask.account_ref, held_from)
             params.update(number=number, platform=ask.platform, account_ref=ask.account_ref, action=ask.action)
             body = {"number": number, "account_ref": ask.account_ref, "action": ask.action}
             bodies = [(c, dict(body)) for c in chosen]
