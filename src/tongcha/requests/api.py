@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -113,6 +114,15 @@ async def history(body: HistoryIn, citizen: CitizenCaller, hub: HubDep) -> Accep
     return await _open(hub, citizen, Ask(RequestKind.history), body)
 
 
+def _for_the_citizen(answer: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A platform's answer as the citizen sees it. An unbind names the accounts it
+    detached, which were the previous holder's: the citizen is told how many, not which
+    (the operator's view keeps the names)."""
+    if answer is not None and isinstance(answer.get("unbound"), list):
+        return {**answer, "unbound": len(answer["unbound"])}
+    return answer
+
+
 def _out(progress: fanout.Progress) -> RequestOut:
     return RequestOut(
         request_id=progress.request_id,
@@ -132,7 +142,7 @@ def _out(progress: fanout.Progress) -> RequestOut:
                 state=t.state,
                 due_by=t.due_by,
                 overdue=t.overdue,
-                answer=t.answer,
+                answer=_for_the_citizen(t.answer),
                 error=t.error_code,
             )
             for t in progress.tasks

@@ -493,12 +493,13 @@
         el("tbody", {}, answer.accounts.map((account) => accountRow(request, task, account))),
       );
     }
-    if (Array.isArray(answer.unbound)) {
+    if (typeof answer.unbound === "number") {
+      // A count: the accounts detached were the previous holder's, not shown by name.
       return el(
         "span",
         {},
         "已解绑 unbound: ",
-        el("span", { testid: "result-unbound", "data-count": String(answer.unbound.length) }, answer.unbound.length ? answer.unbound.join(", ") : "0"),
+        el("span", { testid: "result-unbound", "data-count": String(answer.unbound) }, String(answer.unbound)),
         " · 保留 kept: ",
         el("span", { testid: "result-kept" }, String(answer.kept)),
       );
