@@ -487,6 +487,28 @@ def test_camara_check_is_logged(client: TestClient, parties: dict[str, str], ses
 
 
 @pytest.mark.usefixtures("history")
+def test_camara_and_batch_checks_are_logged_under_the_requests_correlator(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    r = client.post(
+        "/number-recycling/v0.2/check",
+        json={"phoneNumber": N, "specifiedDate": "2022-01-01"},
+        headers={**bearer(parties["MEITUAN"]), "x-correlator": "camara-7"},
+    )
+    assert r.headers["x-correlator"] == "camara-7"
+    r = client.post(
+        "/platform/v1/reassignments:batch",
+        content=f"number,since\n{N},2019-06-01\n{OTHER},2020-06-01\n".encode(),
+        headers={**bearer(parties["JD"]), "content-type": "text/csv", "x-correlator": "batch-9"},
+    )
+    assert r.status_code == 200 and r.headers["x-correlator"] == "batch-9"
+    client.app.state.hub.checklog.flush()  # type: ignore[attr-defined]
+    with sessions() as session:
+        logged = session.execute(text("SELECT channel, correlator FROM reassignment_checks ORDER BY id")).all()
+    assert [tuple(row) for row in logged] == [("camara", "camara-7"), ("batch", "batch-9"), ("batch", "batch-9")]
+
+
+@pytest.mark.usefixtures("history")
 def test_batch_checks_are_logged_one_row_per_valid_check(
     client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:

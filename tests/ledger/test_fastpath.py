@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer
@@ -101,20 +101,22 @@ def test_over_http_the_fast_path_decodes_the_number_once_as_the_route_does(
     assert twice.json()["error"]["code"] == "INVALID_ARGUMENT"
 
 
-def test_every_answer_is_logged_once_with_its_correlator_and_route_but_not_the_number(
-    client: TestClient, parties: dict[str, str], caplog: pytest.LogCaptureFixture
+def test_every_check_is_logged_with_its_correlator_and_never_the_number(
+    client: TestClient, parties: dict[str, str], sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="tongcha.access")
-    for correlator, since in (("fast-1", "2019-01-01"), ("routed-1", "2020-02-30")):
+    for correlator, since in (("fast-1", "2019-01-01"), ("routed-1", "2020-02-30"), ("fast-2", "2020-01-01")):
         r = client.get(
             f"/platform/v1/reassignments/{N}",
             params={"since": since},
             headers={**bearer(parties["JD"]), "x-correlator": correlator},
         )
         assert r.headers["x-correlator"] == correlator
+    # The checks answered are in the check log under their correlators...
+    with sessions() as session:
+        logged = session.execute(text("SELECT correlator, since FROM reassignment_checks ORDER BY id")).all()
+    assert [(c, str(d)) for c, d in logged] == [("fast-1", "2019-01-01"), ("fast-2", "2020-01-01")]
+    # ...and the request refused (no check made) is in the access log under its own.
     lines = [(rec.correlator, rec.getMessage()) for rec in caplog.records if rec.name == "tongcha.access"]  # type: ignore[attr-defined]
-    assert [(c, m.rsplit(" ", 2)[0]) for c, m in lines] == [
-        ("fast-1", "GET /platform/v1/reassignments/{number} 200"),
-        ("routed-1", "GET /platform/v1/reassignments/{number} 400"),
-    ]
+    assert [(c, m.rsplit(" ", 2)[0]) for c, m in lines] == [("routed-1", "GET /platform/v1/reassignments/{number} 400")]
     assert not any(N[3:] in message for _, message in lines)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
+from tongcha.kit.correlator import correlator
 from tongcha.kit.errors import (
     OutOfRange,
     PayloadTooLarge,
@@ -115,7 +116,7 @@ async def get_reassignment(
     index: IndexDep,
     since: str = Query(description="RFC 3339 full-date, e.g. 2024-01-31"),
 ) -> Response:
-    ans = await _check_one(state, index, caller.party_id, number, since, "single")
+    ans = await _check_one(state, index, caller.party_id, number, since, "single", correlator.get())
     return Response(orjson.dumps(ans.as_dict()), media_type="application/json")
 
 
@@ -126,14 +127,17 @@ async def _check_one(
     number: str,
     since: str,
     channel: str,
+    correlator_value: str,
     fields: tuple[str, str] = ("number", "since"),
 ) -> service.Answer:
-    """Answer one check and wait until it is in the check log; errors name ``fields``,
-    the request's names for the number and the day."""
+    """Answer one check and wait until it is in the check log, with the request's
+    correlator; errors name ``fields``, the request's names for the number and the day."""
     parsed = parse_mobile(number, fields[0])
     day = service.parse_since(since, service.today_in(state.settings, state.clock), fields[1])
     ans = service.answer(parsed, day, *index.lookup(parsed))
-    record = CheckRecord(platform_id, ans.number, ans.since, ans.result, channel, state.clock.now())
+    record = CheckRecord(
+        platform_id, ans.number, ans.since, ans.result, channel, state.clock.now(), correlator=correlator_value
+    )
     await state.checklog.record(record)
     return ans
 
@@ -149,7 +153,14 @@ async def camara_check(
     caller: PlatformCaller, state: HubDep, index: IndexDep, body: CamaraCheckIn = Body()
 ) -> Response:
     ans = await _check_one(
-        state, index, caller.party_id, body.phoneNumber, body.specifiedDate, "camara", ("phoneNumber", "specifiedDate")
+        state,
+        index,
+        caller.party_id,
+        body.phoneNumber,
+        body.specifiedDate,
+        "camara",
+        correlator.get(),
+        ("phoneNumber", "specifiedDate"),
     )
     recycled = service.camara_recycled(ans)
     return Response(orjson.dumps({"phoneNumberRecycled": recycled}), media_type="application/json")
@@ -179,6 +190,7 @@ async def post_batch(request: Request, caller: PlatformCaller, state: HubDep, in
     body = await _spool(request)
     checker = BatchChecker(index, service.today_in(state.settings, state.clock), fmt)
     batch_id = await run_in_threadpool(_new_batch, state, caller.party_id)
+    asked_as = correlator.get()  # the answer is streamed after the middleware has finished
 
     def produce() -> Iterator[bytes]:
         try:
@@ -192,6 +204,7 @@ async def post_batch(request: Request, caller: PlatformCaller, state: HubDep, in
                             checked.numbers,
                             checked.since_days,
                             checked.results,
+                            asked_as,
                         )
                     )
                 checker.blocks.clear()

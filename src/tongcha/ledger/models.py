@@ -143,5 +143,7 @@ class ReassignmentCheck(Base):
     channel: Mapped[str] = mapped_column(String(8))
     checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
     batch_id: Mapped[int | None] = mapped_column(BigId)
+    # The request's x-correlator, so a platform's question about a check can be found.
+    correlator: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_reassignment_checks_platform_id", "platform_id", "checked_at"),)

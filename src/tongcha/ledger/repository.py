@@ -404,7 +404,7 @@ def ledger_totals(session: Session) -> tuple[int, int, int]:
 # ----- the check log ----------------------------------------------------------------
 
 
-CHECK_COLUMNS = ("platform_id", "number_digest", "since", "result", "channel", "checked_at", "batch_id")
+CHECK_COLUMNS = ("platform_id", "number_digest", "since", "result", "channel", "checked_at", "batch_id", "correlator")
 
 
 def add_checks(bind: Session | Connection, rows: list[tuple[Any, ...]]) -> None:

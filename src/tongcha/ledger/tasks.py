@@ -39,6 +39,7 @@ class CheckRecord:
     channel: str
     checked_at: datetime
     batch_id: int | None = None
+    correlator: str | None = None
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class BatchBlock:
     numbers: npt.NDArray[np.int64]
     since_days: npt.NDArray[np.int32]
     results: npt.NDArray[np.uint8]
+    correlator: str | None = None
 
 
 class _Barrier:
@@ -123,6 +125,7 @@ class CheckLog:
                         item.channel,
                         item.checked_at,
                         item.batch_id,
+                        item.correlator,
                     )
                 )
             elif isinstance(item, BatchBlock):
@@ -173,6 +176,7 @@ def _block_rows(block: BatchBlock, digest: Callable[[int], str]) -> list[tuple[A
             "batch",
             block.checked_at,
             block.batch_id,
+            block.correlator,
         )
         for n, d, r in zip(numbers, days, results, strict=True)
     ]
