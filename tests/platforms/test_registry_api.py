@@ -209,6 +209,40 @@ def test_an_sla_for_a_kind_that_does_not_exist_is_a_400(client: TestClient, oper
     assert client.get("/operator/v1/platforms/BAIDU", headers=operator).json()["sla_overrides"] == {}
 
 
+@pytest.mark.parametrize("days", [True, False, "3", 2.0, 2.5, 0, 31, -1, None, [3]])
+def test_an_sla_that_is_not_a_whole_number_of_working_days_in_range_is_a_400(
+    client: TestClient, operator: dict[str, str], days: Any
+) -> None:
+    # {"inquiry": true} used to be stored as 1 working day, and "3" as 3.
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    r = client.patch("/operator/v1/platforms/BAIDU", json={"sla_overrides": {"inquiry": days}}, headers=operator)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "INVALID_ARGUMENT"
+    assert any(d["field"].endswith("sla_overrides.inquiry") for d in error["details"]), error
+    assert client.get("/operator/v1/platforms/BAIDU", headers=operator).json()["sla_overrides"] == {}
+
+
+def test_the_widest_and_narrowest_slas_are_kept(client: TestClient, operator: dict[str, str]) -> None:
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    r = client.patch(
+        "/operator/v1/platforms/BAIDU", json={"sla_overrides": {"inquiry": 1, "unbind": 30}}, headers=operator
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["sla_overrides"] == {"inquiry": 1, "unbind": 30}
+
+
+def test_the_service_refuses_a_bool_for_an_sla(sessions: sessionmaker[Session], clock: Any) -> None:
+    # The command line and any other caller go through the service, not the API's schema.
+    with sessions() as session, session.begin():
+        service.add(session, service.PlatformSpec("ACME", "Acme"), clock.now())
+        with pytest.raises(InvalidArgument) as refused:
+            service.update(session, "ACME", service.PlatformUpdate(sla_overrides={"unbind": True}))
+        assert refused.value.details == [
+            {"field": "sla_overrides.unbind", "issue": "not a whole number of working days in range"}
+        ]
+
+
 def test_platform_keys_are_registered_public_only_and_retired(client: TestClient, operator: dict[str, str]) -> None:
     client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
     key = protocol.new_signing_key("baidu-2026")

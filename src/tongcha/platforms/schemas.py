@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from tongcha.kit.text import Text
 from tongcha.platforms.catalogue import AccountModel
@@ -37,7 +37,10 @@ class PlatformPatch(BaseModel):
     status: PlatformStatus | None = Field(default=None, description="may not be null")
     timeout_ms: int | None = Field(default=None, description="may not be null")
     max_concurrency: int | None = Field(default=None, description="may not be null")
-    sla_overrides: dict[str, int] | None = Field(default=None, description="null removes every override")
+    # Strict: lax parsing stored {"inquiry": true} as 1 and "3" as 3.
+    sla_overrides: dict[str, StrictInt] | None = Field(
+        default=None, description="working days per request kind, whole numbers 1 to 30; null removes every override"
+    )
 
 
 class AppOut(BaseModel):

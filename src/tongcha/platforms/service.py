@@ -32,6 +32,7 @@ from tongcha.sdk import protocol
 
 # The request kinds a platform answers within an SLA (a probe has none).
 SLA_KINDS = frozenset(kind.value for kind in RequestKind if kind is not RequestKind.probe)
+MAX_SLA_DAYS = 30
 
 
 def check_code(code: str) -> None:
@@ -189,8 +190,12 @@ def update(session: Session, code: str, change: PlatformUpdate) -> Platform:
         for kind, days in change.sla_overrides.items():
             if kind not in SLA_KINDS:
                 raise InvalidArgument("an SLA is set per request kind: " + ", ".join(sorted(SLA_KINDS)))
-            if not isinstance(days, int) or not 1 <= days <= 30:
-                raise InvalidArgument(f"the SLA for {kind!r} must be 1 to 30 working days")
+            # bool is an int to Python: True would be stored as one working day.
+            if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_SLA_DAYS:
+                raise InvalidArgument(
+                    f"the SLA for {kind!r} must be a whole number of working days, 1 to {MAX_SLA_DAYS}",
+                    [{"field": f"sla_overrides.{kind}", "issue": "not a whole number of working days in range"}],
+                )
         platform.sla_overrides = dict(change.sla_overrides)
     session.flush()
     return platform
