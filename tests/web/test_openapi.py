@@ -28,6 +28,7 @@ FEDERATION_PATHS = {
     ("patch", "/operator/v1/platforms/{code}"),
     ("post", "/operator/v1/platforms/{code}/keys"),
     ("post", "/operator/v1/probes"),
+    ("get", "/operator/v1/requests"),
     ("get", "/operator/v1/requests/{request_id}"),
 }
 # Public documents that take no input and so cannot fail with a 4xx.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -34,8 +34,12 @@ from tongcha.platforms.schemas import (
     PlatformPatch,
     ProbeIn,
     ProgressOut,
+    RequestPageOut,
+    RequestSummaryOut,
 )
 from tongcha.requests import repository as requests_repo
+from tongcha.requests import service as requests_service
+from tongcha.requests.models import RequestKind, RequestState
 from tongcha.sdk import protocol
 from tongcha.web.deps import HubDep, KidPath, OperatorCaller, PublicIdPath, SessionDep
 
@@ -221,6 +225,39 @@ async def probe_now(body: ProbeIn, _: OperatorCaller, hub: HubDep) -> ProgressOu
         directory=hub.platforms,
     )
     return ProgressOut.of(progress)
+
+
+@operator.get(
+    "/requests",
+    summary="Requests, newest first: what is open, what is overdue, what a platform was asked",
+    description=(
+        "One page of every party's requests, each with the platforms still pending and "
+        "those marked overdue. `overdue=true` keeps the requests with a task still open "
+        "past its due time; `platform` those that asked that platform. For the next page, "
+        "send `next_before` back as `before`."
+    ),
+    responses=responses(InvalidArgument, Unauthenticated),
+)
+def list_requests(
+    _: OperatorCaller,
+    session: SessionDep,
+    state: RequestState | None = None,
+    kind: RequestKind | None = None,
+    overdue: bool = False,
+    # Patterns as PublicIdPath's: anything else names nothing, and a NUL fails on PostgreSQL.
+    platform: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="a platform code")] = None,
+    before: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a request_id: only requests older than it")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=requests_service.MAX_PAGE)] = 50,
+) -> RequestPageOut:
+    page = requests_service.operator_requests(
+        session, limit=limit, before=before, state=state, kind=kind, overdue=overdue, platform=platform
+    )
+    return RequestPageOut(
+        requests=[RequestSummaryOut.model_validate(r, from_attributes=True) for r in page.requests],
+        next_before=page.next_before,
+    )
 
 
 @operator.get(

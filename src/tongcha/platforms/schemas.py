@@ -100,6 +100,8 @@ class TaskOut(BaseModel):
     error_code: str | None
     error: str | None
     finished_at: datetime | None
+    due_by: datetime | None = None
+    overdue: bool = Field(default=False, description="it was still open when its due time passed")
 
 
 class ProgressOut(BaseModel):
@@ -109,7 +111,9 @@ class ProgressOut(BaseModel):
     params: dict[str, Any]
     created_at: datetime
     completed_at: datetime | None
+    due_by: datetime | None = None
     pending: list[str] = Field(description="platforms that have not answered yet")
+    overdue: list[str] = Field(default_factory=list, description="platforms marked past their due time")
     tasks: list[TaskOut]
 
     @classmethod
@@ -121,9 +125,30 @@ class ProgressOut(BaseModel):
             params=progress.params,
             created_at=progress.created_at,
             completed_at=progress.completed_at,
+            due_by=progress.due_by,
             pending=progress.pending,
+            overdue=[t.platform for t in progress.tasks if t.overdue],
             tasks=[TaskOut.model_validate(t, from_attributes=True) for t in progress.tasks],
         )
+
+
+class RequestSummaryOut(BaseModel):
+    """A request in the operator's list; ``GET /operator/v1/requests/{id}`` has the rest."""
+
+    request_id: str
+    kind: str
+    state: str
+    created_at: datetime
+    due_by: datetime | None
+    completed_at: datetime | None
+    platforms: int = Field(description="how many platforms it asked")
+    pending: list[str] = Field(description="platforms that have not answered yet")
+    overdue: list[str] = Field(description="platforms marked past their due time")
+
+
+class RequestPageOut(BaseModel):
+    requests: list[RequestSummaryOut] = Field(description="newest first")
+    next_before: str | None = Field(description="pass as `before` for the next page; null on the last page")
 
 
 class CallbackAck(BaseModel):

@@ -1,13 +1,14 @@
-"""Every requests query: a citizen's requests and each request's tasks."""
+"""Every requests query: a citizen's requests, the operator's list, and each request's tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from tongcha.platforms.models import Platform, PlatformTask, TaskState
+from tongcha.platforms.models import FINAL_STATES, Platform, PlatformTask, TaskState
 from tongcha.requests.models import Request, RequestKind
 
 
@@ -58,3 +59,55 @@ def answered_details(session: Session, holder: str, platform: str, limit: int = 
         .limit(limit)
     )
     return [(row.params, row.answer) for row in rows]
+
+
+def latest_requests(
+    session: Session,
+    *,
+    limit: int,
+    before: int | None = None,
+    state: str | None = None,
+    kind: str | None = None,
+    overdue: bool = False,
+    platform_id: int | None = None,
+) -> list[Request]:
+    """Requests newest first (by id), at most ``limit``, older than the request ``before``
+    (an id) when given, filtered as asked: the operator's list."""
+    query = select(Request).order_by(Request.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Request.id < before)
+    if state is not None:
+        query = query.where(Request.state == state)
+    if kind is not None:
+        query = query.where(Request.kind == kind)
+    if overdue:
+        # Open tasks are few, and found by ix_platform_tasks_due (state first).
+        open_states = [s.value for s in TaskState if s.value not in FINAL_STATES]
+        late = select(PlatformTask.request_id).where(
+            PlatformTask.state.in_(open_states), PlatformTask.overdue_at.is_not(None)
+        )
+        query = query.where(Request.id.in_(late))
+    if platform_id is not None:
+        asked = select(PlatformTask.id).where(
+            PlatformTask.request_id == Request.id, PlatformTask.platform_id == platform_id
+        )
+        query = query.where(asked.exists())
+    return list(session.scalars(query))
+
+
+def task_states_of(session: Session, request_ids: Collection[int]) -> Sequence[Row[int, str, str, bool]]:
+    """For each task of these requests: its request's id, its platform's code, its
+    state and whether it was marked overdue; by request, then platform code."""
+    if not request_ids:
+        return []
+    return session.execute(
+        select(
+            PlatformTask.request_id,
+            Platform.code,
+            PlatformTask.state,
+            PlatformTask.overdue_at.is_not(None).label("overdue"),
+        )
+        .join(Platform, Platform.id == PlatformTask.platform_id)
+        .where(PlatformTask.request_id.in_(request_ids))
+        .order_by(PlatformTask.request_id, Platform.code)
+    ).all()

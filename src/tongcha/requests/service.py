@@ -26,9 +26,11 @@ from tongcha.kit.workdays import WorkCalendar, local_midnight
 from tongcha.ledger import repository as ledger_repo
 from tongcha.ledger.models import Tenure
 from tongcha.platforms import fanout
+from tongcha.platforms import repository as platforms_repo
 from tongcha.platforms.fanout import Callee, Target, TaskCall
+from tongcha.platforms.models import FINAL_STATES
 from tongcha.requests import repository as repo
-from tongcha.requests.models import Request, RequestKind
+from tongcha.requests.models import Request, RequestKind, RequestState
 from tongcha.sdk.protocol import Operation
 
 DEFAULT_SLA_DAYS = {
@@ -231,3 +233,93 @@ def request_of(session: Session, holder: str, public_id: str) -> Request:
 
 def requests_of(session: Session, holder: str, limit: int = 100) -> list[Request]:
     return repo.requests_of(session, holder, limit)
+
+
+# ----- the operator's list ------------------------------------------------------------
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """One request as the operator's list shows it: no holder, no numbers, no answers."""
+
+    request_id: str
+    kind: str
+    state: str
+    created_at: datetime
+    due_by: datetime | None
+    completed_at: datetime | None
+    platforms: int
+    pending: list[str]
+    # Marked overdue by the sweep: still open past its due time, or answered after it.
+    overdue: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPage:
+    requests: list[RequestSummary]
+    # Pass as ``before`` for the next page; None on the last one.
+    next_before: str | None
+
+
+def operator_requests(
+    session: Session,
+    *,
+    limit: int = 50,
+    before: str | None = None,
+    state: RequestState | None = None,
+    kind: RequestKind | None = None,
+    overdue: bool = False,
+    platform: str | None = None,
+) -> RequestPage:
+    """Every party's requests, newest first, one page of them: for the operator, who
+    watches what is open and which platforms are late. ``overdue`` keeps the requests
+    with a task still open past its due time; ``platform`` those with a task for it."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidArgument(
+            f"limit is 1 to {MAX_PAGE}", [{"field": "limit", "issue": f"not between 1 and {MAX_PAGE}"}]
+        )
+    before_id = None
+    if before is not None:
+        older_than = repo.request_by_public_id(session, before)
+        if older_than is None:
+            raise InvalidArgument("before names no request", [{"field": "before", "issue": "no such request"}])
+        before_id = older_than.id
+    platform_id = None
+    if platform is not None:
+        callee = platforms_repo.platform_by_code(session, platform)
+        if callee is None:
+            raise InvalidArgument("platform names no platform", [{"field": "platform", "issue": "no such platform"}])
+        platform_id = callee.id
+    # One more than a page: whether there is a next one.
+    rows = repo.latest_requests(
+        session,
+        limit=limit + 1,
+        before=before_id,
+        state=state.value if state is not None else None,
+        kind=kind.value if kind is not None else None,
+        overdue=overdue,
+        platform_id=platform_id,
+    )
+    page = rows[:limit]
+    tasks: dict[int, list[tuple[str, str, bool]]] = {r.id: [] for r in page}
+    for request_pk, code, task_state, late in repo.task_states_of(session, list(tasks)):
+        tasks[request_pk].append((code, task_state, bool(late)))
+    return RequestPage(
+        requests=[
+            RequestSummary(
+                request_id=r.public_id,
+                kind=r.kind,
+                state=r.state,
+                created_at=r.created_at,
+                due_by=r.due_by,
+                completed_at=r.completed_at,
+                platforms=len(tasks[r.id]),
+                pending=[code for code, task_state, _ in tasks[r.id] if task_state not in FINAL_STATES],
+                overdue=[code for code, _, late in tasks[r.id] if late],
+            )
+            for r in page
+        ],
+        next_before=page[-1].public_id if len(rows) > limit else None,
+    )
