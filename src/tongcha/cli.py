@@ -37,6 +37,7 @@ hub_app = typer.Typer(help="The hub itself: its signing keys.", no_args_is_help=
 hub_key_app = typer.Typer(help="The keys the hub signs its calls with (published as JWKS).", no_args_is_help=True)
 operator_app = typer.Typer(help="The operator's own credentials.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The number ledger.", no_args_is_help=True)
+requests_app = typer.Typer(help="Requests: what citizens and the operator asked platforms.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(carrier_app, name="carrier")
 app.add_typer(platform_app, name="platform")
@@ -46,6 +47,7 @@ platform_app.add_typer(platform_app_app, name="app")
 app.add_typer(hub_app, name="hub")
 hub_app.add_typer(hub_key_app, name="key")
 app.add_typer(operator_app, name="operator")
+app.add_typer(requests_app, name="requests")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -477,17 +479,80 @@ def _credential_commands(group: typer.Typer, kind: str) -> None:
     def list_() -> None:
         """List registered parties and their live credentials."""
         from tongcha.parties import list_parties
+        from tongcha.platforms import repository as platforms_repo
 
         with _session() as session:
             rows = list_parties(session, kind)
-        table = Table("code", "name", "live credentials")
-        for code, name, creds in rows:
-            table.add_row(code, name, ", ".join(f"{p}…" for p in creds) or "-")
+            # Whether the hub calls a platform, and where: what a platform's operator asks first.
+            platforms = {p.code: p for p in platforms_repo.platforms(session)} if kind == "platform" else {}
+        if kind == "platform":
+            table = Table("code", "name", "status", "base URL", "live credentials")
+            for code, name, creds in rows:
+                platform = platforms[code]
+                table.add_row(
+                    code, name, platform.status, platform.base_url or "-", ", ".join(f"{p}…" for p in creds) or "-"
+                )
+        else:
+            table = Table("code", "name", "live credentials")
+            for code, name, creds in rows:
+                table.add_row(code, name, ", ".join(f"{p}…" for p in creds) or "-")
         out.print(table)
 
 
 _credential_commands(carrier_app, "carrier")
 _credential_commands(platform_app, "platform")
+
+
+# ----- requests ---------------------------------------------------------------------
+
+
+@requests_app.command("list")
+def requests_list(
+    state: Annotated[str | None, typer.Option(help="open or completed")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="inquiry, detail, unbind, dispute, history, label_clearance, probe")
+    ] = None,
+    overdue: Annotated[bool, typer.Option(help="only requests with a platform still open past its due time")] = False,
+    platform: Annotated[str | None, typer.Option(help="only requests that asked this platform (code)")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many, 1 to 500")] = 50,
+    before: Annotated[str | None, typer.Option(help="only requests older than this request id (the next page)")] = None,
+) -> None:
+    """The latest requests, newest first, with the platforms pending and overdue on each."""
+    from tongcha.kit.errors import InvalidArgument
+    from tongcha.requests import service
+    from tongcha.requests.models import RequestKind, RequestState
+
+    def go(session: Session) -> service.RequestPage:
+        if state is not None and state not in RequestState.__members__:
+            raise InvalidArgument("--state is open or completed")
+        if kind is not None and kind not in RequestKind.__members__:
+            raise InvalidArgument("--kind is one of " + ", ".join(RequestKind.__members__))
+        return service.operator_requests(
+            session,
+            limit=limit,
+            before=before,
+            state=RequestState(state) if state is not None else None,
+            kind=RequestKind(kind) if kind is not None else None,
+            overdue=overdue,
+            platform=platform,
+        )
+
+    page = _in_session(go)
+    table = Table("request", "kind", "state", "created (UTC)", "due (UTC)", "platforms", "pending", "overdue")
+    for r in page.requests:
+        table.add_row(
+            r.request_id,
+            r.kind,
+            r.state,
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.due_by:%Y-%m-%d %H:%M}" if r.due_by else "-",
+            str(r.platforms),
+            ", ".join(r.pending) or "-",
+            f"[red]{', '.join(r.overdue)}[/red]" if r.overdue else "-",
+        )
+    out.print(table)
+    if page.next_before:
+        out.print(f"more: --before {page.next_before}")
 
 
 # ----- the ledger -------------------------------------------------------------------

@@ -151,3 +151,14 @@ def test_add_refuses_a_code_that_is_not_in_capitals(db_url: str, engine: Engine)
         assert f"a {kind} code is 1 to 32 capital letters" in refused.stderr
         assert "added" not in refused.stdout
         run_cli(db_url, kind, "add", "ACME2", "--name", "Acme")
+
+
+def test_platform_list_shows_each_platforms_status_and_base_url(db_url: str, engine: Engine) -> None:
+    run_cli(db_url, "platform", "add", "ACME", "--name", "Acme", "--base-url", "http://127.0.0.1:9/acme")
+    run_cli(db_url, "platform", "add", "QUIET", "--name", "Quiet")
+    run_cli(db_url, "platform", "suspend", "QUIET")
+    rows = {
+        line.split()[1]: line for line in run_cli(db_url, "platform", "list").stdout.splitlines() if "tc_p_" in line
+    }
+    assert "active" in rows["ACME"] and "http://127.0.0.1:9/acme" in rows["ACME"]
+    assert "suspended" in rows["QUIET"] and " - " in rows["QUIET"]

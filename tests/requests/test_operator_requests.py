@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer
+from tests.test_cli import run_cli
 from tongcha.kit.clock import FixedClock
 from tongcha.platforms import repository as platforms_repo
 from tongcha.platforms.fanout import Target, open_request
@@ -198,3 +199,37 @@ def test_the_single_request_view_shows_due_times_and_overdue_platforms(
     assert body["overdue"] == ["JD"]
     assert body["due_by"] is not None
     assert {t["platform"]: t["overdue"] for t in body["tasks"]} == {"JD": True, "MEITUAN": False}
+
+
+def test_requests_list_prints_the_overdue_open_requests(
+    db_url: str, parties: dict[str, str], sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    late = _open(sessions, clock, RequestKind.unbind, done=("MEITUAN",), overdue=("JD",), minutes_ago=2)
+    on_time = _open(sessions, clock, RequestKind.inquiry, minutes_ago=1)
+    out = run_cli(db_url, "requests", "list", "--state", "open", "--overdue").stdout
+    assert late in out and on_time not in out
+    row = next(line for line in out.splitlines() if late in line)
+    assert "unbind" in row and "open" in row and row.count("JD") == 2 and "MEITUAN" not in row
+    everything = run_cli(db_url, "requests", "list", "--kind", "inquiry", "--platform", "MEITUAN").stdout
+    assert on_time in everything and late not in everything
+
+
+def test_requests_list_pages_and_refuses_bad_filters(
+    db_url: str, parties: dict[str, str], sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    older = _open(sessions, clock, RequestKind.inquiry, minutes_ago=2)
+    newer = _open(sessions, clock, RequestKind.inquiry, minutes_ago=1)
+    first = run_cli(db_url, "requests", "list", "--limit", "1").stdout
+    assert newer in first and older not in first
+    assert f"more: --before {newer}" in first
+    second = run_cli(db_url, "requests", "list", "--limit", "1", "--before", newer).stdout
+    assert older in second and "more:" not in second
+    for args, says in (
+        (("--state", "closed"), "--state is open or completed"),
+        (("--kind", "lookup"), "--kind is one of"),
+        (("--limit", "501"), "limit is 1 to 500"),
+        (("--platform", "NOBODY"), "platform names no platform"),
+    ):
+        refused = run_cli(db_url, "requests", "list", *args, check=False)
+        assert refused.returncode == 1, args
+        assert says in refused.stderr, (args, refused.stderr)
