@@ -246,6 +246,14 @@ def test_last_six_digits_in_full_width_verify_too(client: TestClient, hub: Any) 
     assert r.status_code == 200, r.text
 
 
+def test_a_verification_says_how_many_seconds_its_code_lives(client: TestClient, hub: Any) -> None:
+    # The page counts them on the browser's clock to outlive a reload, whatever the
+    # browser's clock says about the hub's expires_at.
+    r = client.post("/v1/verifications", json={"phone": N, **BOB})
+    assert r.status_code == 202, r.text
+    assert r.json()["expires_in"] == 300
+
+
 def test_floods_of_verifications_are_429(client: TestClient, hub: Any, clock: FixedClock) -> None:
     assert client.post("/v1/verifications", json={"phone": N, **BOB}).status_code == 202
     again = client.post("/v1/verifications", json={"phone": N, **BOB})

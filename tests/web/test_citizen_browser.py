@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -202,6 +203,59 @@ def test_the_verify_page_shows_one_step_at_a_time(hub: LiveHub, page: Page) -> N
     page.get_by_test_id("verify-restart").click()
     expect(page.get_by_test_id("verify-form")).to_be_visible()
     expect(page.get_by_test_id("code-form")).to_be_hidden()
+
+
+def send_details(page: Page) -> None:
+    page.get_by_test_id("verify-phone").fill(N)
+    page.get_by_test_id("verify-name").fill(BOB["name"])
+    page.get_by_test_id("verify-id").fill(BOB["id_number"])
+    page.get_by_test_id("verify-submit").click()
+    expect(page.get_by_test_id("code-form")).to_be_visible()
+
+
+def test_a_reload_between_the_two_steps_returns_to_the_code_already_sent(hub: LiveHub, page: Page) -> None:
+    # A reload lost the verification's id: the citizen had to ask again, was told to
+    # wait a minute, and the code on the phone could no longer be used.
+    page.goto(hub.url + "/me")
+    before = len(hub.state.sms.inbox(N))
+    send_details(page)
+    code = code_from_the_phone(page, before)
+    page.reload()
+    expect(page.get_by_test_id("code-form")).to_be_visible()
+    expect(page.get_by_test_id("verify-form")).to_be_hidden()
+    expect(page.get_by_test_id("code-sent")).to_contain_text("+86138****0001")
+    kept = stored(page)
+    assert BOB["name"] not in kept and BOB["id_number"] not in kept
+    page.get_by_test_id("code-input").fill(code)
+    page.get_by_test_id("code-submit").click()
+    page.wait_for_url(hub.url + "/me/numbers")
+    expect(page.get_by_test_id("number-row")).to_have_count(1)
+    assert "tongcha.verification" not in stored(page)
+    # signed in, the verify page no longer asks for that code
+    page.goto(hub.url + "/me")
+    expect(page.get_by_test_id("signed-in-number")).to_have_text("+86138****0001")
+    expect(page.get_by_test_id("code-form")).to_be_hidden()
+
+
+def test_start_again_and_expiry_forget_the_verification_waiting_for_its_code(
+    hub: LiveHub, page: Page, clock: FixedClock
+) -> None:
+    page.goto(hub.url + "/me")
+    send_details(page)
+    page.get_by_test_id("verify-restart").click()
+    page.reload()
+    expect(page.get_by_test_id("verify-form")).to_be_visible()
+    expect(page.get_by_test_id("code-form")).to_be_hidden()
+
+    clock.advance(timedelta(seconds=61))  # another code only after a minute
+    send_details(page)
+    # five minutes later on the browser's own clock (the hub's need not agree with it)
+    page.clock.set_system_time(datetime.now(UTC) + timedelta(minutes=5, seconds=1))
+    page.reload()
+    expect(page.get_by_test_id("verify-form")).to_be_visible()
+    expect(page.get_by_test_id("code-form")).to_be_hidden()
+    expect(page.get_by_test_id("message")).to_contain_text("The code has expired")
+    assert "tongcha.verification" not in stored(page)
 
 
 def test_the_previous_holder_verifies_with_six_digits_and_looks_back_at_a_former_number(

@@ -83,12 +83,14 @@ def test_the_pages_load_only_what_the_hub_serves(client: TestClient) -> None:
     assert client.get("/static/secrets.txt").status_code == 404
 
 
-def test_the_script_keeps_only_the_token_and_phone_and_only_in_session_storage(client: TestClient) -> None:
+def test_the_script_keeps_only_the_token_phone_and_pending_verification_in_session_storage(
+    client: TestClient,
+) -> None:
     script = client.get("/static/citizen.js").text
     assert "localStorage" not in script
     assert "document.cookie" not in script
     stored = set(re.findall(r"store\.setItem\(KEYS\.(\w+)", script))
-    assert stored == {"token", "expires", "phone"}
+    assert stored == {"token", "expires", "phone", "pending"}
     assert "console.log" not in script
 
 

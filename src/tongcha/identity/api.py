@@ -35,6 +35,7 @@ def start_verification(
 ) -> VerificationOut:
     number = parse_mobile(body.phone)
     client = request.client.host if request.client else "unknown"
+    now = hub.clock.now()
     started = service.start(
         session,
         hub.digester,
@@ -43,7 +44,7 @@ def start_verification(
         id_number=body.id_number,
         id_last6=body.id_last6,
         client=client,
-        now=hub.clock.now(),
+        now=now,
         zone=hub.zone,
     )
     session.commit()
@@ -52,7 +53,10 @@ def start_verification(
         text = templates.verification_code(started.code, minutes=int(service.CODE_TTL.total_seconds() // 60))
         background.add_task(_send, hub.sms, e164(number), text)
     v = started.verification
-    return VerificationOut(verification_id=v.public_id, expires_at=v.expires_at, resend_after=v.resend_after)
+    expires_in = max(0, int((v.expires_at - now).total_seconds()))
+    return VerificationOut(
+        verification_id=v.public_id, expires_at=v.expires_at, resend_after=v.resend_after, expires_in=expires_in
+    )
 
 
 def _send(gateway: SmsGateway, to: str, text: str) -> None:

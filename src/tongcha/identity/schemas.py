@@ -18,6 +18,9 @@ class VerificationOut(BaseModel):
     verification_id: str
     expires_at: datetime
     resend_after: datetime
+    # Seconds from now, like the token's: a page that must outlive a reload counts them
+    # on its own clock, which need not agree with the hub's.
+    expires_in: int
 
 
 class CodeIn(BaseModel):

@@ -1,14 +1,20 @@
 // The citizen's pages: a little vanilla JS on the hub's JSON API (no build step).
 //
 // The access token and the verified phone number live in sessionStorage (gone when the
-// tab closes). A name or an ID number is only ever in a form field and a POST body: it
+// tab closes), and so does a verification waiting for its code (its id, phone and
+// expiry), so that a reload between the two steps returns to the code. A name or an ID number is only ever in a form field and a POST body: it
 // is never stored, never put in a URL, never logged, and the form is cleared after use.
 "use strict";
 
 (function () {
   const config = JSON.parse(document.getElementById("tongcha-config").textContent);
   const store = window.sessionStorage;
-  const KEYS = { token: "tongcha.token", expires: "tongcha.token_expires", phone: "tongcha.phone" };
+  const KEYS = {
+    token: "tongcha.token",
+    expires: "tongcha.token_expires",
+    phone: "tongcha.phone",
+    pending: "tongcha.verification",
+  };
 
   // ----- small helpers --------------------------------------------------------------
 
@@ -239,10 +245,34 @@
 
   // ----- verify: details, then the code -----------------------------------------------
 
+  // The verification waiting for its code, or null; one past its expiry is dropped and
+  // reported as { expired: true }. The expiry is counted on this browser's clock from
+  // the hub's expires_in (the two clocks need not agree); the hub has the last word: an
+  // expired or used code it refuses drops the stored one too.
+  function pendingVerification() {
+    let pending = null;
+    try {
+      pending = JSON.parse(store.getItem(KEYS.pending) || "null");
+    } catch (_) {
+      pending = null;
+    }
+    if (!pending || typeof pending.id !== "string" || typeof pending.phone !== "string") {
+      store.removeItem(KEYS.pending);
+      return null;
+    }
+    if (!(Date.now() < Number(pending.deadline))) {
+      store.removeItem(KEYS.pending);
+      return { expired: true };
+    }
+    return pending;
+  }
+
   function verifyPage() {
     const form = document.getElementById("verify-form");
     const codeForm = document.getElementById("code-form");
     let verificationId = null;
+    let verificationPhone = null;
+    let expiryTimer = null;
 
     const signedIn = token();
     if (signedIn) {
@@ -265,10 +295,48 @@
     }
 
     function restart() {
-      verificationId = null;
+      forget();
       codeForm.elements.code.value = "";
       codeForm.hidden = true;
       form.hidden = false;
+    }
+
+    function forget() {
+      verificationId = null;
+      verificationPhone = null;
+      store.removeItem(KEYS.pending);
+      if (expiryTimer !== null) window.clearTimeout(expiryTimer);
+      expiryTimer = null;
+    }
+
+    function expired() {
+      restart();
+      say("验证码已过期，请重新开始。The code has expired; send your details again.", "info");
+    }
+
+    // The code step, for a verification just started or one a reload found waiting.
+    function askForCode(pending) {
+      verificationId = pending.id;
+      verificationPhone = pending.phone;
+      form.hidden = true;
+      codeForm.hidden = false;
+      $("code-sent").textContent =
+        `如果信息与 ${mask(pending.phone)} 的机主一致，验证码已发往该号码，${when(pending.expires_at, true)} 前有效。` +
+        ` If the details match the holder of ${mask(pending.phone)}, a code is on its way to it;` +
+        ` it works until ${when(pending.expires_at, true)}. No code? Check the details and start again` +
+        ` after ${when(pending.resend_after, true)}.`;
+      const left = Math.min(Number(pending.deadline) - Date.now(), 2 ** 31 - 1);
+      if (expiryTimer !== null) window.clearTimeout(expiryTimer);
+      expiryTimer = window.setTimeout(expired, Math.max(0, left));
+      codeForm.elements.code.focus();
+      watchInbox(pending.phone);
+    }
+
+    const waiting = pendingVerification();
+    if (waiting && waiting.expired) {
+      say("验证码已过期，请重新开始。The code has expired; send your details again.", "info");
+    } else if (waiting) {
+      askForCode(waiting);
     }
 
     form.addEventListener("submit", async (event) => {
@@ -286,17 +354,17 @@
       button.disabled = true;
       try {
         const started = await api("POST", "/v1/verifications", body);
-        verificationId = started.verification_id;
         clearIdentity();
-        form.hidden = true;
-        codeForm.hidden = false;
-        $("code-sent").textContent =
-          `如果信息与 ${mask(phone)} 的机主一致，验证码已发往该号码，${when(started.expires_at, true)} 前有效。` +
-          ` If the details match the holder of ${mask(phone)}, a code is on its way to it;` +
-          ` it works until ${when(started.expires_at, true)}. No code? Check the details and start again` +
-          ` after ${when(started.resend_after, true)}.`;
-        codeForm.elements.code.focus();
-        watchInbox(phone);
+        // Never the name or the ID number: the id, the phone and the times only.
+        const pending = {
+          id: started.verification_id,
+          phone,
+          expires_at: started.expires_at,
+          resend_after: started.resend_after,
+          deadline: Date.now() + started.expires_in * 1000,
+        };
+        store.setItem(KEYS.pending, JSON.stringify(pending));
+        askForCode(pending);
       } catch (failure) {
         fail(failure);
       } finally {
@@ -312,7 +380,8 @@
         const granted = await api("POST", `/v1/verifications/${encodeURIComponent(verificationId)}/code`, { code });
         store.setItem(KEYS.token, granted.access_token);
         store.setItem(KEYS.expires, String(Date.now() + granted.expires_in * 1000));
-        store.setItem(KEYS.phone, e164(form.elements.phone.value));
+        store.setItem(KEYS.phone, verificationPhone);
+        forget();
         codeForm.elements.code.value = "";
         form.reset();
         window.location.assign("/me/numbers");
@@ -320,8 +389,11 @@
         codeForm.elements.code.value = "";
         fail(failure);
         // A locked or unknown verification takes no more codes: back to the details.
-        // (An expired or used one says so in the message; "start again" is one click.)
+        // (An expired or used one says so in the message; "start again" is one click,
+        // and a reload no longer brings it back.)
         if (failure instanceof ApiFailure && (failure.status === 429 || failure.status === 404)) restart();
+        const dead = failure instanceof ApiFailure && failure.details.some((d) => d && (d.reason === "EXPIRED" || d.reason === "USED"));
+        if (dead) store.removeItem(KEYS.pending);
       }
     });
 
