@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -20,14 +21,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import bearer, serving
 from tests.factories import ALICE, BOB, ev
 from tests.notify.provider import Provider, provider_app
+from tongcha.identity.models import CitizenSession
 from tongcha.kit import jobs
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.keys import Keyring
+from tongcha.kit.phone import parse_mobile
 from tongcha.kit.settings import Settings
 from tongcha.notify.sms import HttpGateway
 from tongcha.platforms import service as platforms
 from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
+from tongcha.platforms.models import PlatformTask
+from tongcha.requests import service
 from tongcha.requests import tasks as request_tasks
+from tongcha.requests.models import Request, RequestKind
+from tongcha.requests.service import Ask, Citizen
 from tongcha.sim.accounts import SimAccount, tenures_from_events
 from tongcha.sim.platforms import PlatformFleet, SimPlatform, enterprise
 
@@ -783,3 +790,102 @@ def test_result_sms_names_a_unified_enterprises_apps_only_when_it_has_several(
         assert names[(baidu.id, "BAIDU")] == "百度（百度网盘、百度贴吧）"
         assert names[(xiaomi.id, "XIAOMI")] == "小米"
         assert names[(platforms.get(session, "ALIBABA").id, "xianyu")] == "闲鱼"
+
+
+# ----- the same request twice ----------------------------------------------------------
+
+
+def count_requests(sessions: sessionmaker[Session], kind: str) -> tuple[int, int]:
+    """How many requests of this kind there are, and how many platform tasks they have."""
+    with sessions() as session:
+        requests = session.scalars(select(Request).where(Request.kind == kind)).all()
+        tasks = session.scalars(select(PlatformTask).where(PlatformTask.request_id.in_([r.id for r in requests])))
+        return len(requests), len(tasks.all())
+
+
+def test_the_same_dispute_again_while_the_first_is_open_answers_with_the_first(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
+    # 25 identical disputes in a row were 25 requests, each with its platform task and SMS.
+    token = verify(client, hub, BOB, N)
+    r = client.post("/v1/details", json={"number": N, "platform": "JD"}, headers=token)
+    settle(client, token, r.json()["request_id"])
+    jd.knobs.error_rate = 1.0  # JD is down: the dispute stays open
+    dispute = {"number": N, "platform": "JD", "account_ref": "b1", "action": "freeze"}
+    answers = [client.post("/v1/disputes", json=dispute, headers=token) for _ in range(25)]
+    assert {a.status_code for a in answers} == {202}
+    assert len({(a.json()["request_id"], a.json()["due_by"]) for a in answers}) == 1
+    assert set(answers[0].json()) == {"request_id", "due_by"}
+    assert count_requests(sessions, "dispute") == (1, 1)
+    # another action on the account is another request
+    r = client.post("/v1/disputes", json={**dispute, "action": "cancel"}, headers=token)
+    assert r.status_code == 202 and r.json()["request_id"] != answers[0].json()["request_id"]
+    assert count_requests(sessions, "dispute") == (2, 2)
+    # once the first is done, the same dispute may be asked again
+    jd.knobs.error_rate = 0.0
+    clock.advance(timedelta(minutes=5))
+    work(sessions, settings, clock)
+    first = client.get(f"/v1/requests/{answers[0].json()['request_id']}", headers=token).json()
+    assert first["state"] == "completed"
+    r = client.post("/v1/disputes", json=dispute, headers=token)
+    assert r.status_code == 202 and r.json()["request_id"] != answers[0].json()["request_id"]
+
+
+def test_the_same_unbind_again_while_the_first_is_open_answers_with_the_first(
+    client: TestClient, hub: Any, jd: SimPlatform, sessions: sessionmaker[Session]
+) -> None:
+    token = verify(client, hub, BOB, N)
+    jd.knobs.error_rate = 1.0
+    bodies = [{"number": N}, {"number": N}, {"number": N, "platforms": ["JD"]}]
+    ids = {client.post("/v1/unbind-requests", json=body, headers=token).json()["request_id"] for body in bodies}
+    assert len(ids) == 1
+    assert count_requests(sessions, "unbind") == (1, 1)
+    # another holder's identical request is theirs, not Bob's
+    alice = verify(client, hub, ALICE, M)
+    r = client.post("/v1/unbind-requests", json={"number": M}, headers=alice)
+    assert r.status_code == 202 and r.json()["request_id"] not in ids
+
+
+def test_two_identical_requests_at_once_open_one(
+    client: TestClient, hub: Any, jd: SimPlatform, sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    verify(client, hub, BOB, N)
+    with sessions() as session:
+        signed_in = session.scalars(select(CitizenSession)).one()
+    citizen = Citizen(signed_in.holder_digest, signed_in.number, signed_in.id)
+    callees = list(hub.platforms.callees())
+
+    def open_unbind(session: Session) -> tuple[str, int]:
+        request, calls = service.open_citizen_request(
+            session,
+            citizen=citizen,
+            ask=Ask(RequestKind.unbind, number=parse_mobile(N)),
+            callees=callees,
+            calendar=hub.calendar,
+            zone=hub.zone,
+            now=clock.now(),
+            claim_for=None,
+            give_up_after=timedelta(hours=48),
+        )
+        return request.public_id, len(calls)
+
+    second: list[tuple[str, int]] = []
+
+    def post_again() -> None:
+        with sessions() as session, session.begin():
+            second.append(open_unbind(session))
+
+    with sessions() as session, session.begin():
+        first = open_unbind(session)
+        racer = threading.Thread(target=post_again)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive()  # it waits for the first to commit...
+    racer.join(10)
+    assert second == [(first[0], 0)]  # ...then finds it, and calls no platform
+    assert count_requests(sessions, "unbind") == (1, 1)

@@ -62,7 +62,9 @@ async def _open(hub: HubState, citizen: Citizen, ask: Ask, about: OneNumber | No
                 give_up_after=timedelta(hours=hub.settings.fanout_give_up_hours),
             )
             assert request.due_by is not None
-            return request.public_id, request.due_by, calls
+            # In the hub's zone, whether the request is new or the same one asked again
+            # (read back from the database, in UTC).
+            return request.public_id, request.due_by.astimezone(hub.zone), calls
 
     public_id, due_by, calls = await run_in_threadpool(open_)
     # The platforms are called right away, after the answer; what is slow or down is

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
+from tongcha.kit.db import is_postgres
 from tongcha.platforms.models import FINAL_STATES, Platform, PlatformTask, TaskState
-from tongcha.requests.models import Request, RequestKind
+from tongcha.requests.models import Request, RequestKind, RequestState
+
+# The first key of the two-key advisory locks on one holder's requests ("tcrq").
+_HOLDER_REQUESTS_LOCK = 0x7463_7271
 
 
 def request_by_id(session: Session, request_id: int) -> Request | None:
@@ -32,6 +36,32 @@ def requests_of(session: Session, holder: str, limit: int) -> list[Request]:
     """The holder's latest requests, newest first."""
     return list(
         session.scalars(select(Request).where(Request.holder_digest == holder).order_by(Request.id.desc()).limit(limit))
+    )
+
+
+def lock_holder_requests(session: Session, holder: str) -> None:
+    """Hold the holder's requests for the rest of the transaction, so that two identical
+    requests sent at once open one: the second waits, then finds the first. (SQLite's
+    BEGIN IMMEDIATE already lets one writer in at a time.)"""
+    if is_postgres(session):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:holder))"),
+            {"space": _HOLDER_REQUESTS_LOCK, "holder": holder},
+        )
+
+
+def open_requests_of(session: Session, holder: str, kind: RequestKind) -> list[Request]:
+    """The holder's requests of this kind that are still open, newest first."""
+    return list(
+        session.scalars(
+            select(Request)
+            .where(
+                Request.holder_digest == holder,
+                Request.kind == kind.value,
+                Request.state == RequestState.open.value,
+            )
+            .order_by(Request.id.desc())
+        )
     )
 
 

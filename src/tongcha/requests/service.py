@@ -140,6 +140,21 @@ def _pick(callees: Sequence[Callee], codes: tuple[str, ...] | None) -> list[Call
     return [known[code] for code in dict.fromkeys(codes)]
 
 
+def _comparable(params: dict[str, Any]) -> dict[str, Any]:
+    # The platforms of an unbind are a set: the same ones in another order ask the same.
+    if isinstance(params.get("platforms"), list):
+        return {**params, "platforms": sorted(params["platforms"])}
+    return params
+
+
+def _same_open_request(session: Session, holder: str, kind: RequestKind, params: dict[str, Any]) -> Request | None:
+    wanted = _comparable(params)
+    for request in repo.open_requests_of(session, holder, kind):
+        if isinstance(request.params, dict) and _comparable(request.params) == wanted:
+            return request
+    return None
+
+
 def open_citizen_request(
     session: Session,
     *,
@@ -152,7 +167,11 @@ def open_citizen_request(
     claim_for: timedelta | None,
     give_up_after: timedelta,
 ) -> tuple[Request, list[TaskCall]]:
-    """Check the citizen may ask this, then store the request and its platform tasks."""
+    """Check the citizen may ask this, then store the request and its platform tasks.
+
+    A request identical to one of the holder's that is still open (same kind, same
+    parameters) opens nothing: that request comes back, with no task calls to make.
+    """
     holder = citizen.holder_digest
     bodies: list[tuple[Callee, dict[str, Any]]] = []
     params: dict[str, Any] = {}
@@ -202,6 +221,12 @@ def open_citizen_request(
             raise InvalidArgument(f"unknown request kind {ask.kind}")
     if not bodies:
         raise NotFound("no platform takes requests yet")
+    # The same request again while the first is open is that request: no second SMS, no
+    # second round of platform calls (a twice-clicked button, a retried POST).
+    repo.lock_holder_requests(session, holder)
+    asked_already = _same_open_request(session, holder, ask.kind, params)
+    if asked_already is not None:
+        return asked_already, []
 
     def due(callee: Callee) -> datetime:
         days = callee.sla_overrides.get(ask.kind.value, DEFAULT_SLA_DAYS[ask.kind])
