@@ -55,6 +55,36 @@ def test_inquiry_result_with_no_apps_says_none_were_found() -> None:
     )
 
 
+def test_inquiry_result_says_how_many_platforms_could_not_answer() -> None:
+    # A platform that failed or was suspended was left out in silence, which reads as
+    # "no accounts there".
+    assert inquiry_result(as_of=date(2026, 11, 23), tail4="5551", counts=ALIBABA_ZH, unanswered=2) == (
+        "截至11月23日，您名下尾号为5551的电话卡所注册的互联网账号如下：闲鱼账号1个、淘宝账号1个、钉钉账号0个。"
+        "另有2家平台未能答复。"
+    )
+    assert inquiry_result(as_of=date(2026, 11, 23), tail4="5551", counts=ALIBABA_EN, unanswered=1, lang="en") == (
+        "As of 23 November, the phone card ending 5551 under your name has registered: Xianyu 1, Taobao 1, DingTalk 0."
+        " 1 platform could not answer."
+    )
+    assert inquiry_result(as_of=date(2026, 11, 23), tail4="5551", counts=ALIBABA_EN, unanswered=3, lang="en").endswith(
+        " 3 platforms could not answer."
+    )
+
+
+def test_inquiry_result_with_no_answer_at_all_does_not_say_there_are_no_accounts() -> None:
+    assert (
+        inquiry_result(as_of=date(2026, 11, 23), tail4="5551", counts=[], unanswered=8)
+        == "截至11月23日，您名下尾号为5551的电话卡暂未查询到注册的互联网账号，8家平台未能答复。"
+    )
+    en = inquiry_result(as_of=date(2026, 11, 23), tail4="5551", counts=[], unanswered=8, lang="en")
+    assert en.endswith("has no registered internet accounts found so far; 8 platforms could not answer.")
+
+
+def test_inquiry_result_refuses_a_negative_number_of_silent_platforms() -> None:
+    with pytest.raises(ValueError, match="cannot be negative"):
+        inquiry_result(as_of=date(2026, 11, 23), tail4="5551", counts=ALIBABA_ZH, unanswered=-1)
+
+
 @pytest.mark.parametrize(
     ("tail4", "counts", "reason"),
     [
@@ -169,3 +199,10 @@ def test_short_texts_fit_in_one_sms(lang: templates.Lang) -> None:
 
 def test_a_one_app_inquiry_result_fits_in_one_sms() -> None:
     assert segments(inquiry_result(as_of=date(2026, 11, 23), tail4="5551", counts=[("闲鱼", 1)])) == 1
+    # also when it says that some platforms could not answer
+    langs: tuple[templates.Lang, ...] = ("zh", "en")
+    for lang in langs:
+        one = [("闲鱼" if lang == "zh" else "Xianyu", 1)]
+        for counts in (one, []):
+            text = inquiry_result(as_of=date(2026, 12, 31), tail4="5551", counts=counts, unanswered=12, lang=lang)
+            assert segments(text) == 1, text

@@ -30,7 +30,7 @@ from tongcha.kit.settings import Settings
 from tongcha.notify.sms import HttpGateway
 from tongcha.platforms import service as platforms
 from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
-from tongcha.platforms.models import PlatformTask
+from tongcha.platforms.models import PlatformStatus, PlatformTask
 from tongcha.requests import service
 from tongcha.requests import tasks as request_tasks
 from tongcha.requests.models import Request, RequestKind
@@ -889,3 +889,40 @@ def test_two_identical_requests_at_once_open_one(
     racer.join(10)
     assert second == [(first[0], 0)]  # ...then finds it, and calls no platform
     assert count_requests(sessions, "unbind") == (1, 1)
+
+
+def task_states(client: TestClient, token: dict[str, str], request_id: str) -> dict[str, str]:
+    body = client.get(f"/v1/requests/{request_id}", headers=token).json()
+    return {task["platform"]: task["state"] for task in body["platforms"]}
+
+
+@pytest.mark.parametrize("suspended", [False, True], ids=["down", "suspended"])
+def test_an_inquiry_result_sms_says_how_many_platforms_could_not_answer(
+    suspended: bool,
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
+    # The SMS listed JD's count and said nothing of Meituan, which never answered: its
+    # silence read as "no accounts there".
+    with sessions() as session, session.begin():
+        platforms.update(session, "MEITUAN", platforms.PlatformUpdate(base_url="http://127.0.0.1:9", timeout_ms=500))
+    hub.platforms.forget()
+    token = verify(client, hub, BOB, N)
+    r = client.post("/v1/inquiries", json={}, headers=token)
+    request_id = r.json()["request_id"]
+    if suspended:
+        with sessions() as session, session.begin():
+            platforms.update(session, "MEITUAN", platforms.PlatformUpdate(status=PlatformStatus.suspended))
+    deadline = time.monotonic() + 10
+    while task_states(client, token, request_id)["JD"] != "done":
+        assert time.monotonic() < deadline, "JD did not answer"
+        time.sleep(0.05)
+    clock.advance(timedelta(days=10))  # past Meituan's due time and the 48 hours after it
+    work(sessions, settings, clock)
+    assert hub.sms.inbox(N)[-1].text == (
+        "截至12月3日，您名下尾号为0001的电话卡所注册的互联网账号如下：京东账号2个。另有1家平台未能答复。"
+    )

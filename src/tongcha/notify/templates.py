@@ -91,10 +91,14 @@ def verification_code(code: str, *, minutes: int, lang: Lang = "zh") -> str:
     return f"[Tongcha] Your verification code is {code}. It is valid for {minutes} {unit}. Do not share it with anyone."
 
 
-def inquiry_result(*, as_of: date, tail4: str, counts: list[tuple[str, int]], lang: Lang = "zh") -> str:
+def inquiry_result(
+    *, as_of: date, tail4: str, counts: list[tuple[str, int]], unanswered: int = 0, lang: Lang = "zh"
+) -> str:
     """The 一证通查 2.0 result for one number, its apps in the order given.
 
     ``counts`` are (app name as citizens know it, in ``lang``; number of accounts).
+    ``unanswered`` is how many platforms could not answer (failed, or given up while
+    suspended): the text says so, or their silence would read as "no accounts there".
     """
     # 截至11月23日，您名下尾号为5551的电话卡所注册的互联网账号如下：闲鱼账号1个、淘宝账号1个、钉钉账号0个。
     _check_lang(lang)
@@ -105,17 +109,26 @@ def inquiry_result(*, as_of: date, tail4: str, counts: list[tuple[str, int]], la
             raise ValueError("an app needs a name")
         if count < 0:
             raise ValueError(f"{name}: a count cannot be negative")
+    if unanswered < 0:
+        raise ValueError("the platforms that could not answer cannot be negative")
     if lang == "zh":
         head = f"截至{as_of.month}月{as_of.day}日，您名下尾号为{tail4}的电话卡"
+        if not counts and unanswered:
+            return _refuse_identity(f"{head}暂未查询到注册的互联网账号，{unanswered}家平台未能答复。")
         if not counts:
             return _refuse_identity(f"{head}未查询到注册的互联网账号。")
         listed = "、".join(f"{name}账号{count}个" for name, count in counts)
-        return _refuse_identity(f"{head}所注册的互联网账号如下：{listed}。")
+        missing = f"另有{unanswered}家平台未能答复。" if unanswered else ""
+        return _refuse_identity(f"{head}所注册的互联网账号如下：{listed}。{missing}")
     head = f"As of {as_of.day} {_MONTHS[as_of.month - 1]}, the phone card ending {tail4} under your name"
+    could_not = f"{unanswered} platform{'' if unanswered == 1 else 's'} could not answer."
+    if not counts and unanswered:
+        return _refuse_identity(f"{head} has no registered internet accounts found so far; {could_not}")
     if not counts:
         return _refuse_identity(f"{head} has no registered internet accounts.")
     listed = ", ".join(f"{name} {count}" for name, count in counts)
-    return _refuse_identity(f"{head} has registered: {listed}.")
+    missing = f" {could_not}" if unanswered else ""
+    return _refuse_identity(f"{head} has registered: {listed}.{missing}")
 
 
 def _kind_name(kind: str, lang: Lang) -> str:

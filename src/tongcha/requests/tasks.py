@@ -16,6 +16,7 @@ from tongcha.notify import templates
 from tongcha.notify.sms import SmsGateway, gateway_from_settings
 from tongcha.platforms import repository as platforms_repo
 from tongcha.platforms.fanout import NOTIFY_JOB
+from tongcha.platforms.models import TaskState
 from tongcha.requests import repository as repo
 from tongcha.requests.models import Request, RequestKind
 
@@ -54,18 +55,26 @@ def _app_names(session: Session) -> dict[tuple[int, str], str]:
 
 
 def inquiry_messages(session: Session, request: Request, zone: ZoneInfo) -> list[str]:
-    """One 一证通查 2.0 message per number, from what the platforms answered."""
+    """One 一证通查 2.0 message per number, from what the platforms answered, saying how
+    many platforms could not answer about it (a task that failed or gave up, as one of a
+    suspended platform does): a number no platform answered about still gets its message."""
     names = _app_names(session)
-    per_number: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    per_number: dict[str, list[tuple[str, int]]] = {}
+    unanswered: dict[str, set[int]] = defaultdict(set)
     for task in repo.tasks_of(session, request.id):
-        if task.answer is None:
+        number = task.body["number"]
+        counts = per_number.setdefault(number, [])
+        if task.state != TaskState.done.value or task.answer is None:
+            unanswered[number].add(task.platform_id)
             continue
         for item in task.answer.get("counts", []):
             label = names.get((task.platform_id, item["app"]), item["app"])
-            per_number[task.body["number"]].append((label, int(item["count"])))
+            counts.append((label, int(item["count"])))
     as_of = (request.completed_at or request.created_at).astimezone(zone).date()
     return [
-        templates.inquiry_result(as_of=as_of, tail4=number[-4:], counts=counts)
+        templates.inquiry_result(
+            as_of=as_of, tail4=number[-4:], counts=counts, unanswered=len(unanswered.get(number, ()))
+        )
         for number, counts in sorted(per_number.items())
     ]
 
