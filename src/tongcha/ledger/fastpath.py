@@ -69,7 +69,7 @@ class FastCheck:
             return False
         value = correlator_of(scope)
         try:
-            ans = await _check_one(state, state.ensure_fresh_index(), caller.party_id, number, since, "single", value)
+            ans = await _check_one(state, await state.fresh_index(), caller.party_id, number, since, "single", value)
         except ApiError:
             return False  # nothing was recorded; the route answers with the error
         except Exception:  # nothing was answered; the route tries again and reports

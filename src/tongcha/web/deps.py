@@ -49,8 +49,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 async def get_index(request: Request) -> LedgerIndex:
-    # Runs on the event loop: a refresh is one indexed query, once a refresh interval.
-    return hub(request).ensure_fresh_index()
+    return await hub(request).fresh_index()
 
 
 IndexDep = Annotated[LedgerIndex, Depends(get_index)]

@@ -88,7 +88,18 @@ class HubState:
         if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
             with self._index_lock, self.sessions() as session:
                 if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
+                    # Stamped before the query: checks arriving meanwhile answer from the
+                    # index as it is instead of queueing behind this refresh.
+                    index.refreshed_at = time.monotonic()
                     index.refresh(session)
+        return index
+
+    async def fresh_index(self) -> LedgerIndex:
+        """``ensure_fresh_index`` for the event loop: a refresh is a database query, which
+        runs on a worker thread, so the loop goes on answering the other checks meanwhile."""
+        index = self.index()
+        if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
+            await asyncio.to_thread(self.ensure_fresh_index)
         return index
 
     async def aclose(self) -> None:
