@@ -178,9 +178,12 @@ class LedgerIndex:
                 self._merge()
 
     def refresh(self, session: Session) -> int:
-        """Pull what changed since our revision; returns how many numbers changed."""
-        latest = repo.latest_revision(session)
+        """Pull what changed since our revision; returns how many numbers changed.
+
+        Stamped before the query: checks arriving meanwhile answer from the index as it is
+        instead of each starting (or queueing behind) a refresh of their own."""
         self.refreshed_at = time.monotonic()
+        latest = repo.latest_revision(session)
         if latest <= self.revision:
             return 0
         rows = repo.number_summaries_since(session, self.revision)

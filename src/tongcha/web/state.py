@@ -88,9 +88,6 @@ class HubState:
         if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
             with self._index_lock, self.sessions() as session:
                 if time.monotonic() - index.refreshed_at >= self.settings.index_refresh_seconds:
-                    # Stamped before the query: checks arriving meanwhile answer from the
-                    # index as it is instead of queueing behind this refresh.
-                    index.refreshed_at = time.monotonic()
                     index.refresh(session)
         return index
 
