@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, text, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from tongcha.kit.db import is_postgres
@@ -37,6 +37,12 @@ def platform_by_id(session: Session, platform_id: int) -> Platform | None:
 def platforms_by_id(session: Session, platform_ids: Collection[int]) -> dict[int, Platform]:
     """These platforms, each under its id."""
     return {p.id: p for p in session.scalars(select(Platform).where(Platform.id.in_(platform_ids)))}
+
+
+def code_reading_as(session: Session, code: str) -> str | None:
+    """The registered platform code that reads as ``code`` in capitals (the same code, or
+    one registered in lower case before codes were capitals only), or None."""
+    return session.scalars(select(Platform.code).where(func.upper(Platform.code) == code.upper())).first()
 
 
 def code_taken(session: Session, code: str) -> bool:

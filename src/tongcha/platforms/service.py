@@ -89,10 +89,9 @@ class PlatformSpec:
 def _register(session: Session, spec: PlatformSpec, now: datetime) -> Platform:
     """The registry row and its apps, with the default timeout and concurrency."""
     check_party_code(spec.code, "platform")
-    # The same code, or one registered before codes were capitals only that reads the same.
-    same = [p.code for p in repo.platforms(session) if p.code.upper() == spec.code]
-    if same:
-        raise Conflict(f"a platform with code {same[0]!r} exists already")
+    same = repo.code_reading_as(session, spec.code)
+    if same is not None:
+        raise Conflict(f"a platform with code {same!r} exists already")
     platform = add_row(
         session,
         Platform(
