@@ -78,7 +78,7 @@ def serve(
 
     configure_logging(settings.log_level)
     uvicorn.run(
-        "tongcha.web.app:create_app",
+        "tongcha.web.app:create_served_app",
         factory=True,
         host=host,
         port=port,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,13 +36,29 @@ class HubApp(FastAPI):
         return HeadAsGet(FastCheck(stack, hub) if hub.settings.check_fast_path else stack)
 
 
-def create_app(settings: Settings | None = None, clock: Clock | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+    *,
+    freeze_heap: bool = False,
+) -> FastAPI:
+    """The hub's app. ``freeze_heap``: once started, move everything the process holds
+    so far out of the collector's reach (``gc.freeze``); for a process that runs one app
+    for its lifetime (``tongcha serve``), not for tests that build many."""
     settings = settings or get_settings()
     state = HubState(settings, clock or SystemClock(), engine or make_engine(settings.database_url))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.index()  # load before the first request, not during it
+        if freeze_heap:
+            # What start-up loaded lives as long as the process. A full collection over
+            # it took about 100 ms here and fell on whatever checks were in flight
+            # (docs/benchmarks.md §3); frozen, a full collection looks only at what
+            # came after.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -65,3 +82,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, eng
     if devinbox.inbox_enabled(state):
         app.include_router(devinbox.router)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app as ``tongcha serve`` runs it, one per process."""
+    return create_app(freeze_heap=True)
