@@ -273,6 +273,52 @@ def test_floods_of_verifications_are_429(client: TestClient, hub: Any, clock: Fi
     assert statuses[-1] == 429
 
 
+def _from(client: TestClient, address: str) -> TestClient:
+    """Another caller of the same hub, from another address."""
+    return TestClient(client.app, client=(address, 40000))
+
+
+def test_a_stranger_asking_about_a_number_cannot_lock_its_holder_out(
+    client: TestClient, hub: Any, clock: FixedClock
+) -> None:
+    stranger = _from(client, "203.0.113.7")
+    statuses = []
+    for _ in range(11):
+        statuses.append(stranger.post("/v1/verifications", json={"phone": N, **ALICE}).status_code)
+        clock.advance(timedelta(seconds=61))
+    assert statuses == [202] * 10 + [429]  # the stranger's own ten for the day
+    assert verify(client, hub, BOB, N)  # the holder, from their own phone, gets a code
+
+
+def test_floods_of_matching_details_tell_nothing_and_send_ten_codes_a_day(
+    client: TestClient, hub: Any, clock: FixedClock
+) -> None:
+    # Twelve addresses send Bob's own details, then one sends someone else's: every
+    # answer is the same, so nobody learns from them whose number N is.
+    before = len(hub.sms.inbox(N))
+    statuses = []
+    for i in range(12):
+        caller = _from(client, f"198.51.100.{i + 1}")
+        statuses.append(caller.post("/v1/verifications", json={"phone": N, **BOB}).status_code)
+        clock.advance(timedelta(seconds=61))
+    wrong = _from(client, "198.51.100.99").post("/v1/verifications", json={"phone": N, **ALICE})
+    assert statuses == [202] * 12 and wrong.status_code == 202
+    assert len(hub.sms.inbox(N)) - before == 10  # the phone got ten codes, not twelve
+
+
+def test_a_second_code_within_the_minute_is_not_sent_to_the_phone(
+    client: TestClient, hub: Any, clock: FixedClock
+) -> None:
+    before = len(hub.sms.inbox(N))
+    first = _from(client, "198.51.100.1").post("/v1/verifications", json={"phone": N, **BOB})
+    second = _from(client, "198.51.100.2").post("/v1/verifications", json={"phone": N, **BOB})
+    assert first.status_code == second.status_code == 202
+    assert len(hub.sms.inbox(N)) - before == 1
+    clock.advance(timedelta(seconds=61))
+    assert verify(client, hub, BOB, N)  # a minute on, the holder's own ask sends one
+    assert len(hub.sms.inbox(N)) - before == 2
+
+
 def test_bad_verification_input_is_a_400_and_never_echoes_the_id(client: TestClient, hub: Any) -> None:
     bad_id = BOB["id_number"][:-1] + ("0" if BOB["id_number"][-1] != "0" else "1")
     for body in (

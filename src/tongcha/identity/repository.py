@@ -13,14 +13,31 @@ from tongcha.kit.db import is_postgres
 # ----- verifications ----------------------------------------------------------------
 
 
-def verifications_of_number(session: Session, number: int, since: datetime) -> tuple[int, datetime | None]:
-    """How many verifications of this number were opened since then, and the latest ``resend_after``."""
+def verifications_of_number(
+    session: Session, number: int, client_digest: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many verifications of this number this client opened since then, and the
+    latest ``resend_after`` among them."""
     count, resend_after = session.execute(
         select(func.count(), func.max(Verification.resend_after)).where(
-            Verification.number == number, Verification.created_at >= since
+            Verification.number == number,
+            Verification.created_at >= since,
+            Verification.client_digest == client_digest,
         )
     ).one()
     return count, resend_after
+
+
+def codes_sent_to_number(session: Session, number: int, since: datetime) -> tuple[int, datetime | None]:
+    """How many codes went to this number since then, and when the latest went."""
+    count, latest = session.execute(
+        select(func.count(), func.max(Verification.created_at)).where(
+            Verification.number == number,
+            Verification.created_at >= since,
+            Verification.code_digest.is_not(None),
+        )
+    ).one()
+    return count, latest
 
 
 def verifications_from_client(session: Session, client_digest: str, since: datetime) -> int:

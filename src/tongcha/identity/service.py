@@ -29,8 +29,14 @@ from tongcha.ledger import repository as ledger_repo
 CODE_TTL = timedelta(minutes=5)
 CODE_TRIES = 5
 RESEND_AFTER = timedelta(seconds=60)
+# Asking: per number from one client, and per client over all numbers. What one client
+# does never refuses another, so nobody can lock a holder out by asking about their
+# number, and no refusal can tell whether someone else's details matched.
 PER_NUMBER_PER_DAY = 10
 PER_CLIENT_PER_DAY = 30
+# Codes reaching one phone, from all clients: beyond these the hub answers as usual and
+# sends nothing, so that a refusal cannot tell whether the details matched.
+CODES_PER_NUMBER_PER_DAY = 10
 TOKEN_TTL = timedelta(minutes=15)
 
 
@@ -66,7 +72,8 @@ def start(
     now: datetime,
     zone: ZoneInfo,
 ) -> Started:
-    """Open a verification. Bad input is a 400; floods are a 429; a mismatch is silent."""
+    """Open a verification. Bad input is a 400; a flood from one client is a 429; a
+    mismatch is silent, and so is a match when the phone has had its codes for now."""
     if id_last6 is not None:
         if name is not None or id_number is not None:
             raise InvalidArgument("send either name and id_number, or id_last6")
@@ -84,7 +91,7 @@ def start(
         method = "full"
     client_digest = digester.client(client)
     day_start = local_midnight(now.astimezone(zone).date(), zone)
-    recent, resend_after = repo.verifications_of_number(session, number, day_start)
+    recent, resend_after = repo.verifications_of_number(session, number, client_digest, day_start)
     if resend_after is not None and resend_after > now:
         wait = int((resend_after - now).total_seconds()) + 1
         raise TooManyRequests(f"a code was asked for this number just now; ask again in {wait} s")
@@ -104,7 +111,11 @@ def start(
             matched = tenure.tail_digest == digester.tail(number, id_last6.upper())
         holder = tenure.holder_digest if matched else None
     public_id = f"v_{secrets.token_urlsafe(18)}"
-    code = f"{secrets.randbelow(1_000_000):06d}" if holder is not None else None
+    code = (
+        f"{secrets.randbelow(1_000_000):06d}"
+        if holder is not None and _may_send(session, number, day_start, now)
+        else None
+    )
     verification = add_row(
         session,
         Verification(
@@ -122,6 +133,12 @@ def start(
         ),
     )
     return Started(verification, code)
+
+
+def _may_send(session: Session, number: int, day_start: datetime, now: datetime) -> bool:
+    """Whether another code may go to this phone now: a few a day, one a minute."""
+    sent, latest = repo.codes_sent_to_number(session, number, day_start)
+    return sent < CODES_PER_NUMBER_PER_DAY and (latest is None or now - latest >= RESEND_AFTER)
 
 
 def _token_hash(token: str) -> str:
