@@ -203,6 +203,37 @@ def test_db_upgrade_creates_the_schema(sc: Scenario) -> None:
     assert sc.scalar("SELECT COUNT(*) FROM carriers") == 2
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database that exists but was never upgraded."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'never-upgraded.db'}"
+        return
+    name = f"tongcha_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_command_on_a_database_never_upgraded_says_to_upgrade_it(empty_db: str) -> None:
+    proc = run_cli(empty_db, "carrier", "add", "CMCC", "--name", "China Mobile", check=False)
+    assert proc.returncode == 2
+    assert "no schema yet" in proc.stderr and "tongcha db upgrade" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    run_cli(empty_db, "db", "upgrade")  # and once upgraded, the same command works
+    assert run_cli(empty_db, "carrier", "add", "CMCC", "--name", "China Mobile").stdout.strip()
+
+
+def test_a_command_on_a_database_it_cannot_reach_says_so_without_the_password() -> None:
+    proc = run_cli("postgresql://tongcha:s3cret-pw@127.0.0.1:1/tongcha", "platform", "list", check=False)
+    assert proc.returncode == 2
+    assert "cannot reach the database" in proc.stderr and "127.0.0.1" in proc.stderr
+    assert "s3cret-pw" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
 def test_carrier_add_prints_the_credential_alone_on_the_last_line(sc: Scenario) -> None:
     last = sc.outputs["add CMCC"].stdout.rstrip("\n").splitlines()[-1]
     assert last == sc.secrets["CMCC"] and last.startswith("tc_") and " " not in last

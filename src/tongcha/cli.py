@@ -53,12 +53,31 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-def _settings() -> Settings:
+def _settings(*, schema: bool = True) -> Settings:
+    """The settings, once they are safe to run with and (``schema``) the database they
+    name is at this program's schema."""
     try:
-        return get_settings()
+        settings = get_settings()
     except InsecureSettingsError as exc:
         err.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
+    if schema:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import OperationalError
+
+        from tongcha.kit.migrate import behind
+
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        try:
+            why = behind(settings.database_url)
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "no answer"
+            err.print(f"[red]cannot reach the database[/red] {where}: {reason}")
+            raise typer.Exit(2) from None
+        if why is not None:
+            err.print(f"[red]{why}[/red] ({where}); run [bold]tongcha db upgrade[/bold] first")
+            raise typer.Exit(2)
+    return settings
 
 
 # ----- serving ----------------------------------------------------------------------
@@ -146,7 +165,7 @@ def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the database to the latest schema."""
     from tongcha.kit.migrate import upgrade
 
-    settings = _settings()
+    settings = _settings(schema=False)
     upgrade(settings.database_url, revision)
     out.print(f"database at {revision}")
 
