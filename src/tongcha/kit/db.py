@@ -124,3 +124,12 @@ def ledger_write_lock(session: Session) -> Iterator[None]:
         if is_postgres(session):
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
         yield
+
+
+def database_trouble(exc: BaseException) -> str:
+    """What went wrong with the database, in one line with no SQL and no parameters."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        first = str(orig).strip().splitlines()
+        return f"{type(orig).__name__}: {first[0]}" if first else type(orig).__name__
+    return type(exc).__name__

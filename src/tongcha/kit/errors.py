@@ -65,6 +65,14 @@ class TooManyRequests(ApiError):
     status = 429
 
 
+class Unavailable(ApiError):
+    """The hub cannot do it just now (its database cannot be reached); the same request
+    may be sent again after ``Retry-After`` seconds."""
+
+    code = "UNAVAILABLE"
+    status = 503
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["INVALID_ARGUMENT"])
     message: str
@@ -81,7 +89,7 @@ def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route that can raise these errors."""
     out: dict[int | str, dict[str, Any]] = {}
     err: type[ApiError]
-    for err in (*errors, InvalidArgument):
+    for err in (*errors, InvalidArgument, Unavailable):
         entry = out.setdefault(err.status, {"model": ErrorBody, "description": ""})
         codes = set(filter(None, entry["description"].split(", "))) | {err.code}
         entry["description"] = ", ".join(sorted(codes))

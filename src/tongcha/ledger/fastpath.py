@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import orjson
+from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tongcha.kit.correlator import correlator_of
@@ -64,13 +65,16 @@ class FastCheck:
         if not secret:
             return False
         state = self.state
-        caller = state.credentials.resolve(state, secret)
+        try:
+            caller = state.credentials.resolve(state, secret)
+        except OperationalError:
+            return False  # the database is away; the route answers 503
         if caller is None or caller.kind is not PartyKind.platform:
             return False
         value = correlator_of(scope)
         try:
             ans = await _check_one(state, await state.fresh_index(), caller.party_id, number, since, "single", value)
-        except ApiError:
+        except (ApiError, OperationalError):
             return False  # nothing was recorded; the route answers with the error
         except Exception:  # nothing was answered; the route tries again and reports
             log.exception("fast check failed; handing the request to the route")

@@ -8,10 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
 from tongcha.kit.correlator import SCOPE_KEY, correlator, correlator_of
+from tongcha.kit.db import database_trouble
 from tongcha.kit.errors import ApiError
 
 log = logging.getLogger("tongcha.errors")
@@ -26,7 +29,10 @@ _STATUS_CODES = {
     413: "INVALID_ARGUMENT",
     415: "INVALID_ARGUMENT",
     429: "TOO_MANY_REQUESTS",
+    503: "UNAVAILABLE",
 }
+# How long a client is asked to wait when the database cannot be reached.
+RETRY_AFTER_S = 5
 
 
 _HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
@@ -95,6 +101,17 @@ def install(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:
             response.headers["allow"] = _allowed_methods(request, response.headers.get("allow", ""))
+        return response
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # Not a bug in the hub but its database gone or overwhelmed: one line per request
+        # (no traceback, no SQL, no parameters) and an answer the client can retry.
+        # Handled inside the correlator middleware, which names the request in the line.
+        log.warning("database unavailable: %s", database_trouble(exc))
+        response = error_response(503, "UNAVAILABLE", "the hub cannot reach its database just now; try again shortly")
+        response.headers["retry-after"] = str(RETRY_AFTER_S)
         return response
 
     @app.exception_handler(Exception)
