@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Connection, DateTime, Engine, Integer, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -133,3 +136,35 @@ def database_trouble(exc: BaseException) -> str:
         first = str(orig).strip().splitlines()
         return f"{type(orig).__name__}: {first[0]}" if first else type(orig).__name__
     return type(exc).__name__
+
+
+# What a database that went away (or cannot keep up) raises: the loops that must outlive
+# it catch these, the web app answers them 503.
+UNAVAILABLE = (OperationalError, PoolTimeout)
+
+
+class Outage:
+    """Back-off for a loop that must outlive its database going away: after each failure
+    ``wait`` logs one line and says how long to sleep (``first``, doubling up to ``cap``
+    seconds); ``over`` after a success starts again from ``first``."""
+
+    def __init__(self, what: str, *, first: float = 1.0, cap: float = 30.0) -> None:
+        self.what = what
+        self.first = first
+        self.cap = cap
+        self.delay = 0.0
+
+    def wait(self, exc: BaseException) -> float:
+        self.delay = min(self.cap, self.delay * 2 or self.first)
+        _log.warning(
+            "%s: database unavailable, trying again in %.1f s: %s", self.what, self.delay, database_trouble(exc)
+        )
+        return self.delay
+
+    def over(self) -> None:
+        if self.delay:
+            _log.warning("%s: database back", self.what)
+        self.delay = 0.0
+
+
+_log = logging.getLogger("tongcha.db")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from tongcha.kit.clock import Clock
-from tongcha.kit.db import Base, BigId, UtcDateTime, add_row, is_postgres
+from tongcha.kit.db import UNAVAILABLE, Base, BigId, Outage, UtcDateTime, add_row, is_postgres
 
 log = logging.getLogger("tongcha.jobs")
 
@@ -121,8 +122,24 @@ def run_due(sessions: sessionmaker[Session], clock: Clock, *, limit: int = 100) 
     return ran
 
 
-def work_forever(sessions: sessionmaker[Session], clock: Clock, *, idle_sleep: float = 0.5) -> None:
+def work_forever(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    *,
+    idle_sleep: float = 0.5,
+    outage: Outage | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run jobs as they come due until ``stop``: through an outage of the database too,
+    which it waits out (``outage``), so that no job is lost and none runs twice."""
     log.info("worker started")
-    while True:
-        if run_due(sessions, clock) == 0:
+    outage = outage or Outage("jobs")
+    while stop is None or not stop.is_set():
+        try:
+            ran = run_due(sessions, clock)
+        except UNAVAILABLE as exc:
+            time.sleep(outage.wait(exc))
+            continue
+        outage.over()
+        if ran == 0:
             time.sleep(idle_sleep)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import orjson
-from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tongcha.kit.correlator import correlator_of
 from tongcha.kit.credentials import PartyKind
+from tongcha.kit.db import UNAVAILABLE
 from tongcha.kit.errors import ApiError
 
 if TYPE_CHECKING:
@@ -67,14 +67,14 @@ class FastCheck:
         state = self.state
         try:
             caller = state.credentials.resolve(state, secret)
-        except OperationalError:
+        except UNAVAILABLE:
             return False  # the database is away; the route answers 503
         if caller is None or caller.kind is not PartyKind.platform:
             return False
         value = correlator_of(scope)
         try:
             ans = await _check_one(state, await state.fresh_index(), caller.party_id, number, since, "single", value)
-        except (ApiError, OperationalError):
+        except (ApiError, *UNAVAILABLE):
             return False  # nothing was recorded; the route answers with the error
         except Exception:  # nothing was answered; the route tries again and reports
             log.exception("fast check failed; handing the request to the route")

@@ -22,9 +22,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
-from tongcha.kit.db import database_trouble
+from tongcha.kit.db import UNAVAILABLE, database_trouble
 from tongcha.kit.digests import Digester
 from tongcha.ledger import repository as repo
 from tongcha.ledger.index import EPOCH, RESULT_NAMES
@@ -137,7 +136,7 @@ class CheckLog:
             if rows:
                 with self._engine.begin() as conn:
                     repo.add_checks(conn, rows)
-        except OperationalError as exc:  # the database is away: one line, not a traceback
+        except UNAVAILABLE as exc:  # the database is away: one line, not a traceback
             log.warning("could not write %d check records: %s", len(rows), database_trouble(exc))
             error = exc
         except Exception as exc:  # reported to every waiter; the writer keeps running

@@ -12,6 +12,7 @@ docs/benchmarks.md), which matters when one inquiry is twenty calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit.clock import Clock
+from tongcha.kit.db import UNAVAILABLE, Outage, database_trouble
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound, OutOfRange
 from tongcha.kit.keys import Keyring
 from tongcha.kit.phone import e164, parse_mobile
@@ -225,7 +227,12 @@ class FanoutWorker:
         outcome = await self.dispatcher.call(call)
         if outcome.kind == "failed":
             log.warning("task %s to %s: %s %s", call.task_id, call.platform_code, outcome.error_code, outcome.message)
-        await asyncio.to_thread(self._record, [(call, outcome)])
+        try:
+            await asyncio.to_thread(self._record, [(call, outcome)])
+        except UNAVAILABLE as exc:
+            # Its lease runs out and it is asked again under the same task_id; the
+            # platform answers what it stored, so nothing is acted on twice.
+            log.warning("task %s: outcome not recorded, to be asked again: %s", call.task_id, database_trouble(exc))
 
     async def run_once(self) -> int:
         """Run everything due now and wait for it. Returns how many calls were made."""
@@ -243,19 +250,30 @@ class FanoutWorker:
                 break
         return total
 
-    async def work_forever(self, *, idle_sleep: float = 0.2, stop: asyncio.Event | None = None) -> None:
+    async def work_forever(
+        self, *, idle_sleep: float = 0.2, stop: asyncio.Event | None = None, outage: Outage | None = None
+    ) -> None:
+        """Claim and run due calls until ``stop``; through an outage of the database too,
+        which it waits out (``outage``)."""
         log.info("fan-out worker started")
+        outage = outage or Outage("fan-out")
         last_purge = 0.0
         while stop is None or not stop.is_set():
             room = self.max_in_flight - len(self._in_flight)
-            calls = await asyncio.to_thread(self._claim, room) if room > 0 else []
+            try:
+                calls = await asyncio.to_thread(self._claim, room) if room > 0 else []
+            except UNAVAILABLE as exc:
+                await asyncio.sleep(outage.wait(exc))
+                continue
+            outage.over()
             for call in calls:
                 task = asyncio.create_task(self._run(call))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
             if time.monotonic() - last_purge > 60:
-                await asyncio.to_thread(self._purge)
-                last_purge = time.monotonic()
+                with contextlib.suppress(*UNAVAILABLE):  # purged next time round
+                    await asyncio.to_thread(self._purge)
+                    last_purge = time.monotonic()
             if not calls:
                 await asyncio.sleep(idle_sleep)
         await asyncio.gather(*self._in_flight, return_exceptions=True)
