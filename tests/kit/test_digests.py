@@ -32,3 +32,22 @@ def test_each_purpose_and_key_gives_a_different_digest() -> None:
     # Repeated calls reuse the keyed states without carrying anything over.
     assert one.holder(id_number) == one.holder(id_number)
     assert one.holder(id_number) != one.holder("110105194912310029")
+
+
+def test_a_name_matches_whichever_dot_or_space_separates_its_parts() -> None:
+    # ID cards print U+00B7 between the parts of a transliterated name; people type the
+    # dot their keyboard gives them, full-width or not, or a space.
+    digester = Digester(b"key", 1)
+    id_number = "65010219800101001X"
+    printed = digester.kyc(id_number, "阿卜杜·热合曼")
+    for typed in (
+        "阿卜杜•热合曼",
+        "阿卜杜・热合曼",
+        "阿卜杜．热合曼",
+        "阿卜杜.热合曼",
+        "阿卜杜 热合曼",
+        " 阿卜杜 · 热合曼 ",
+    ):
+        assert digester.kyc(id_number, typed) == printed, typed
+    assert digester.kyc(id_number, "阿卜杜热合曼") != printed  # the parts stay apart
+    assert digester.kyc(id_number, "John Smith") != digester.kyc(id_number, "John·Smith")  # Latin spaces stay

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer, serving
-from tests.factories import ALICE, BOB, ev
+from tests.factories import ALICE, BOB, ev, id_number
 from tests.notify.provider import Provider, provider_app
 from tongcha.identity.models import CitizenSession
 from tongcha.kit import jobs
@@ -41,6 +41,7 @@ from tongcha.sim.platforms import PlatformFleet, SimPlatform, enterprise
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 N = "+8613800000001"  # Alice 2015-03-01 .. 2020-06-01, then Bob from 2020-10-15
 M = "+8613800000002"  # Alice since 2018-04-04
+P = "+8613800000003"  # for a test's own holder
 EVENTS = [
     ev("activated", N, "2015-03-01", ALICE),
     ev("cancelled", N, "2020-06-01"),
@@ -271,6 +272,18 @@ def test_floods_of_verifications_are_429(client: TestClient, hub: Any, clock: Fi
         statuses.append(client.post("/v1/verifications", json={"phone": N, **BOB}).status_code)
     assert statuses.count(202) == 9  # ten a day per number, the first included
     assert statuses[-1] == 429
+
+
+def test_a_holder_verifies_with_the_dot_of_their_name_typed_as_their_keyboard_gives_it(
+    client: TestClient, hub: Any, parties: dict[str, str]
+) -> None:
+    uyghur = {"id_number": id_number("650102", "19800101", 17), "name": "阿卜杜·热合曼"}
+    r = client.post(
+        "/carrier/v1/events", json=[ev("activated", P, "2019-01-01", uyghur)], headers=bearer(parties["CMCC"])
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    typed = {**uyghur, "name": "阿卜杜•热合曼"}  # U+2022, as many phone keyboards give it
+    assert verify(client, hub, typed, P)
 
 
 def _from(client: TestClient, address: str) -> TestClient:

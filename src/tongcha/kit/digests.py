@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from tongcha.kit.settings import Settings
 
+# The separator of a transliterated name (阿卜杜·热合曼): ID cards print U+00B7, and
+# people type whatever dot their keyboard gives them (after NFKC: . • ‧ ∙ ⋅ ・ ꞏ), or a
+# space. All of them compare as U+00B7.
+_TO_MIDDLE_DOT = str.maketrans(dict.fromkeys(".\u2022\u2027\u2219\u22c5\u30fb\ua78f", "\u00b7"))
+_HAN = "\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_SEPARATOR = re.compile(rf" ?\u00b7(?: ?\u00b7)* ?|(?<=[{_HAN}]) (?=[{_HAN}])")
+
 
 def normalise_name(name: str) -> str:
-    """NFKC, trimmed, inner whitespace collapsed: how a name is compared."""
-    return " ".join(unicodedata.normalize("NFKC", name).split())
+    """How a name is compared: NFKC, trimmed, inner whitespace collapsed, and the dots and
+    spaces that separate the parts of a name in Chinese characters made one U+00B7."""
+    collapsed = " ".join(unicodedata.normalize("NFKC", name).translate(_TO_MIDDLE_DOT).split())
+    return _SEPARATOR.sub("\u00b7", collapsed)
 
 
 _BLOCK = 64  # SHA-256's block size, as RFC 2104 uses it
