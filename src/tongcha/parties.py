@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from tongcha.kit import credentials
 from tongcha.kit.credentials import Credential, PartyKind
-from tongcha.kit.db import add_row
+from tongcha.kit.db import add_row, find_by_code
 from tongcha.kit.errors import Conflict, InvalidArgument, NotFound
 from tongcha.ledger.models import Carrier
 from tongcha.platforms import service as platforms_service
@@ -37,9 +37,9 @@ def add_platform(session: Session, code: str, name: str, now: datetime) -> str:
 def _party(session: Session, kind: str, code: str) -> Carrier | Platform:
     party: Carrier | Platform | None
     if kind == "carrier":
-        party = session.scalars(select(Carrier).where(Carrier.code == code)).first()
+        party = find_by_code(session, Carrier, code)
     else:
-        party = session.scalars(select(Platform).where(Platform.code == code)).first()
+        party = find_by_code(session, Platform, code)
     if party is None:
         raise NotFound(f"no {kind} with code {code!r}")
     return party

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import bearer
 from tongcha.kit.errors import Conflict, InvalidArgument
 from tongcha.ledger.models import Carrier
+from tongcha.ledger.repository import carrier_by_code
 from tongcha.parties import add_carrier
 from tongcha.platforms import service
 from tongcha.platforms.models import Platform
@@ -100,8 +101,9 @@ def test_a_code_registered_before_the_rule_is_taken_in_capitals_too(
     r = client.post("/operator/v1/platforms", json={**BAIDU, "code": "ACME2"}, headers=operator)
     assert r.status_code == 409, r.text
     assert r.json()["error"]["message"] == "a platform with code 'acme2' exists already"
-    # the old code keeps working
+    # the old code keeps working, and reads the same in capitals
     assert client.get("/operator/v1/platforms/acme2", headers=operator).status_code == 200
+    assert client.get("/operator/v1/platforms/ACME2", headers=operator).json()["code"] == "acme2"
     with sessions() as session, pytest.raises(Conflict, match="'cmcc2'"):
         add_carrier(session, "CMCC2", "New", 90, clock.now())
 
@@ -111,6 +113,22 @@ def test_a_carrier_code_that_is_not_in_capitals_is_refused(sessions: sessionmake
         add_carrier(session, "CMCC2", "China Mobile", 90, clock.now())
         with pytest.raises(InvalidArgument, match="capital letters"):
             add_carrier(session, "cmcc2", "China Mobile", 90, clock.now())
+
+
+def test_a_code_typed_in_small_letters_finds_the_platform(client: TestClient, operator: dict[str, str]) -> None:
+    client.post("/operator/v1/platforms", json=BAIDU, headers=operator)
+    got = client.get("/operator/v1/platforms/baidu", headers=operator)
+    assert got.status_code == 200 and got.json()["code"] == "BAIDU", got.text
+    r = client.patch("/operator/v1/platforms/Baidu", json={"timeout_ms": 900}, headers=operator)
+    assert r.status_code == 200 and r.json()["timeout_ms"] == 900, r.text
+    assert client.get("/operator/v1/platforms/bidu", headers=operator).status_code == 404
+
+
+def test_a_carrier_code_typed_in_small_letters_finds_the_carrier(sessions: sessionmaker[Session], clock: Any) -> None:
+    with sessions() as session, session.begin():
+        add_carrier(session, "CMCC2", "China Mobile", 90, clock.now())
+        found = carrier_by_code(session, "cmcc2")
+        assert found is not None and found.code == "CMCC2"
 
 
 def test_registry_text_with_a_nul_character_is_a_400(client: TestClient, operator: dict[str, str]) -> None:

@@ -9,7 +9,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Connection, DateTime, Engine, Integer, MetaData, create_engine, event, text
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -26,6 +38,17 @@ NAMING_CONVENTION = {
 
 
 _Row = TypeVar("_Row")
+
+
+def find_by_code(session: Session, model: type[_Row], code: str) -> _Row | None:
+    """The carrier or platform with this code, or with one that reads the same in
+    capitals (an operator typing ``meituan`` means ``MEITUAN``; registration refuses two
+    codes that read the same, so there is at most one)."""
+    column: Any = model.code  # type: ignore[attr-defined]
+    found = session.scalars(select(model).where(column == code)).first()
+    if found is None:
+        found = session.scalars(select(model).where(func.upper(column) == code.upper())).first()
+    return found
 
 
 def add_row(session: Session, row: _Row) -> _Row:

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from tongcha.kit.db import add_row, is_postgres
+from tongcha.kit.db import add_row, find_by_code, is_postgres
 from tongcha.ledger.models import (
     Carrier,
     LedgerEvent,
@@ -40,7 +40,7 @@ _IN_CHUNK = 900  # stays under SQLite's limit on bound parameters
 
 
 def carrier_by_code(session: Session, code: str) -> Carrier | None:
-    return session.scalars(select(Carrier).where(Carrier.code == code)).one_or_none()
+    return find_by_code(session, Carrier, code)
 
 
 def carriers(session: Session) -> list[Carrier]:

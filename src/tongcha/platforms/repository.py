@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from tongcha.kit.db import is_postgres
+from tongcha.kit.db import find_by_code, is_postgres
 from tongcha.platforms.models import (
     FINAL_STATES,
     Platform,
@@ -27,7 +27,7 @@ from tongcha.requests.models import Request, RequestState
 
 
 def platform_by_code(session: Session, code: str) -> Platform | None:
-    return session.scalars(select(Platform).where(Platform.code == code)).first()
+    return find_by_code(session, Platform, code)
 
 
 def platform_by_id(session: Session, platform_id: int) -> Platform | None:
