@@ -38,16 +38,28 @@ PG_ADMIN = os.environ.get("TONGCHA_TEST_PG", "postgresql://postgres@127.0.0.1:54
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # noon in Beijing
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    name = f"tongcha_test_{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "tongcha_test", *, migrated: bool = True) -> Iterator[str]:
+    """A PostgreSQL database of its own (at the latest schema when ``migrated``), dropped
+    afterwards even if it was left refusing connections."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        if migrated:
+            upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.conftest import PG_ADMIN, bearer
+from tests.conftest import PG_ADMIN, bearer, fresh_pg_database
 from tests.factories import id_number
 from tongcha.kit.db import make_engine
 from tongcha.kit.settings import Settings
@@ -209,12 +209,8 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'never-upgraded.db'}"
         return
-    name = f"tongcha_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database(migrated=False) as url:
+        yield url
 
 
 def test_a_command_on_a_database_never_upgraded_says_to_upgrade_it(empty_db: str) -> None:

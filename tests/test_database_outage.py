@@ -25,13 +25,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import PG_ADMIN, bearer
+from tests.conftest import PG_ADMIN, bearer, fresh_pg_database
 from tests.factories import BOB, ev
 from tongcha.kit import jobs
 from tongcha.kit.clock import Clock, FixedClock
 from tongcha.kit.db import Outage
 from tongcha.kit.keys import Keyring
-from tongcha.kit.migrate import upgrade
 from tongcha.kit.settings import Settings
 from tongcha.platforms import fanout, service
 from tongcha.platforms.dispatch import Dispatcher, FanoutWorker
@@ -45,15 +44,8 @@ N = "+8613800000001"
 @pytest.fixture
 def db_url() -> Iterator[str]:
     """A database of this test's own, so cutting it off touches nothing else."""
-    name = f"tongcha_outage_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("tongcha_outage") as url:
+        yield url
 
 
 def _away(url: str, away: bool) -> None:
