@@ -71,6 +71,7 @@ def test_while_the_database_is_away_the_hub_answers_503_and_then_comes_back(
     check = f"/platform/v1/reassignments/{N}?since=2020-01-01"
     events = [ev("activated", N, "2019-05-01", BOB)]
     assert client.get(check, headers=platform).json()["result"] == "no_data"
+    assert client.get("/healthz").json() == {"status": "ok"}
 
     _away(db_url, True)
     try:
@@ -80,6 +81,7 @@ def test_while_the_database_is_away_the_hub_answers_503_and_then_comes_back(
             camara = {"phoneNumber": N, "specifiedDate": "2020-01-01"}
             _is_unavailable(client.post("/number-recycling/v0.2/check", json=camara, headers=platform))
             _is_unavailable(client.post("/v1/verifications", json={"phone": N, **BOB}))
+            _is_unavailable(client.get("/healthz"))
         assert not [r for r in caplog.records if r.exc_info], "an outage is logged without tracebacks"
         assert any("database unavailable" in r.getMessage() for r in caplog.records)
     finally:
@@ -89,6 +91,7 @@ def test_while_the_database_is_away_the_hub_answers_503_and_then_comes_back(
     r = client.post("/carrier/v1/events", json=events, headers=carrier)
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
     assert client.get(check, headers=platform).json()["result"] == "no"
+    assert client.get("/healthz").status_code == 200
 
 
 QUICK = {"first": 0.05, "cap": 0.2}  # back-off while the database is away, in seconds

@@ -31,8 +31,8 @@ FEDERATION_PATHS = {
     ("get", "/operator/v1/requests"),
     ("get", "/operator/v1/requests/{request_id}"),
 }
-# Public documents that take no input and so cannot fail with a 4xx.
-NO_INPUT = {"GET /", "GET /.well-known/jwks.json"}
+# Public documents (and the health check) that take no input and so cannot fail with a 4xx.
+NO_INPUT = {"GET /", "GET /.well-known/jwks.json", "GET /healthz"}
 # Routes anyone may call: the start of a citizen's verification, and callbacks, which
 # are signed rather than carrying a bearer credential.
 PUBLIC = {

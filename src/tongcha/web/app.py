@@ -20,7 +20,7 @@ from tongcha.ledger.fastpath import FastCheck
 from tongcha.platforms.api import operator as operator_router
 from tongcha.platforms.api import router as platforms_router
 from tongcha.requests.api import router as requests_router
-from tongcha.web import devinbox, errors
+from tongcha.web import devinbox, errors, health
 from tongcha.web.head import HeadAsGet
 from tongcha.web.pages import router as pages_router
 from tongcha.web.state import HubState
@@ -79,6 +79,7 @@ def create_app(
     app.include_router(identity_router)
     app.include_router(requests_router)
     app.include_router(pages_router)
+    app.include_router(health.router)
     if devinbox.inbox_enabled(state):
         app.include_router(devinbox.router)
     return app
