@@ -162,3 +162,41 @@ def live_hub(settings: Settings, clock: FixedClock, engine: Engine, parties: dic
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+@contextlib.contextmanager
+def check_log_refusing(engine: Engine) -> Iterator[None]:
+    """The database refuses every new row of the check log while the block runs."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_checks() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'the check log refuses rows'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_checks BEFORE INSERT ON reassignment_checks "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_checks()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_checks BEFORE INSERT ON reassignment_checks "
+                    "BEGIN SELECT RAISE(ABORT, 'the check log refuses rows'); END"
+                )
+            )
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "DROP TRIGGER refuse_checks"
+                    + (" ON reassignment_checks" if engine.dialect.name == "postgresql" else "")
+                )
+            )
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("DROP FUNCTION refuse_checks()"))

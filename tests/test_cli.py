@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.conftest import PG_ADMIN, bearer, fresh_pg_database
+from tests.conftest import PG_ADMIN, bearer, check_log_refusing, fresh_pg_database
 from tests.factories import id_number
 from tongcha.kit.db import make_engine
 from tongcha.kit.settings import Settings
@@ -310,3 +310,17 @@ def test_ledger_check_of_an_empty_file_prints_the_header_of_an_empty_table(sc: S
     out = sc.outputs[f"check {name}"]
     assert out.stdout == "number,since,result,last_change_on,error\n"
     assert "0 rows" in out.stderr
+
+
+def test_ledger_check_whose_rows_cannot_be_logged_fails_and_says_so(sc: Scenario) -> None:
+    asks = sc.work / "refused.csv"
+    asks.write_text("number,since\n+8613800138001,2019-06-01\n", encoding="utf-8")
+    engine = make_engine(sc.url)
+    try:
+        with check_log_refusing(engine):
+            proc = run_cli(sc.url, "ledger", "check", str(asks), check=False)
+    finally:
+        engine.dispose()
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "could not be written to the check log" in last and "do not rely on them" in last

@@ -617,6 +617,7 @@ def ledger_check(
 ) -> None:
     """Answer a batch of reassignment checks from the command line."""
     from tongcha.ledger.importer import check_file
+    from tongcha.ledger.tasks import CheckLogLost
 
     settings = _settings()
     sink = output.open("wb") if output else sys.stdout.buffer
@@ -624,6 +625,9 @@ def ledger_check(
         stats = check_file(settings, file, sink, platform)
     except LookupError as exc:
         err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except CheckLogLost as exc:
+        err.print(f"[red]{exc}[/red]; the results written are not on record: do not rely on them")
         raise typer.Exit(1) from None
     finally:
         if output:

@@ -6,13 +6,14 @@ import csv
 import io
 from datetime import date
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import bearer
+from tests.conftest import bearer, check_log_refusing, serving
 from tests.factories import ALICE, BOB, ev
 
 N = "+8613800138000"
@@ -534,3 +535,18 @@ def test_no_raw_number_is_stored_in_the_check_log(
         dump = " ".join(str(v) for row in session.execute(text("SELECT * FROM reassignment_checks")) for v in row)
     assert dump
     assert "13800138000" not in dump and "13900139000" not in dump
+
+
+@pytest.mark.usefixtures("history")
+def test_a_batch_whose_rows_cannot_be_logged_is_cut_short_not_answered_whole(
+    client: TestClient, parties: dict[str, str], engine: Engine
+) -> None:
+    # The answer is the platform's evidence that it checked (API.md): answers that the
+    # check log does not hold must not arrive as a complete answer.
+    body = f"number,since\n{N},2019-06-01\n13900139000,2020-06-01\n".encode()
+    headers = {**bearer(parties["JD"]), "content-type": "text/csv"}
+    with serving(client.app) as url, check_log_refusing(engine), pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(f"{url}/platform/v1/reassignments:batch", content=body, headers=headers, timeout=30)
+    with serving(client.app) as url:  # and with the log writable again, the same batch is answered
+        r = httpx.post(f"{url}/platform/v1/reassignments:batch", content=body, headers=headers, timeout=30)
+    assert r.status_code == 200 and len(r.text.splitlines()) == 3, r.text

@@ -31,7 +31,7 @@ from tongcha.ledger.schemas import (
     ReassignmentOut,
     events_body_schema,
 )
-from tongcha.ledger.tasks import BatchBlock, CheckRecord
+from tongcha.ledger.tasks import BatchBlock, CheckRecord, Receipts
 from tongcha.web.deps import CarrierCaller, HubDep, IndexDep, PlatformCaller
 from tongcha.web.state import HubState
 
@@ -193,10 +193,14 @@ async def post_batch(request: Request, caller: PlatformCaller, state: HubDep, in
     asked_as = correlator.get()  # the answer is streamed after the middleware has finished
 
     def produce() -> Iterator[bytes]:
+        # Every row answered is in the check log before the answer ends; if a block cannot
+        # be written, the answer is cut short (no last chunk), so that no client keeps
+        # answers that the log does not hold.
+        receipts = Receipts(state.checklog)
         try:
             for block in checker.run(_read_chunks(body)):
                 for checked in checker.blocks:
-                    state.checklog.record_block(
+                    receipts.record(
                         BatchBlock(
                             caller.party_id,
                             batch_id,
@@ -208,7 +212,9 @@ async def post_batch(request: Request, caller: PlatformCaller, state: HubDep, in
                         )
                     )
                 checker.blocks.clear()
+                receipts.check()
                 yield block
+            receipts.check(wait=True)
         finally:
             body.close()
             _finish_batch(state, batch_id, checker.stats.rows, checker.stats.invalid)

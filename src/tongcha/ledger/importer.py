@@ -12,11 +12,10 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tongcha.kit.clock import Clock, SystemClock
-from tongcha.kit.db import make_engine, make_sessionmaker
+from tongcha.kit.db import find_by_code, make_engine, make_sessionmaker
 from tongcha.kit.digests import Digester
 from tongcha.kit.settings import Settings
 from tongcha.ledger import index as ledger_index
@@ -25,7 +24,7 @@ from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats
 from tongcha.ledger.models import Carrier, ReassignmentBatch
 from tongcha.ledger.parse import csv_events, ndjson_events, sniff_format
-from tongcha.ledger.tasks import BatchBlock, CheckLog
+from tongcha.ledger.tasks import BatchBlock, CheckLog, Receipts
 from tongcha.platforms.models import Platform
 
 COMMIT_EVERY = 100_000
@@ -169,7 +168,7 @@ def check_file(
         with sessions() as session:
             platform_id = None
             if platform_code is not None:
-                platform = session.scalars(select(Platform).where(Platform.code == platform_code)).first()
+                platform = find_by_code(session, Platform, platform_code)
                 if platform is None:
                     raise LookupError(f"no platform with code {platform_code!r}")
                 platform_id = platform.id
@@ -179,6 +178,7 @@ def check_file(
         fmt = sniff_format(str(path), head)
         checker = BatchChecker(index, service.today_in(settings, clock), fmt)
         log = CheckLog(engine, Digester.from_settings(settings))
+        receipts = Receipts(log)
         with sessions() as session, session.begin():
             batch_id = repo.new_batch(session, platform_id, clock.now()).id
         try:
@@ -186,13 +186,14 @@ def check_file(
                 for block in checker.run(iter(lambda: raw.read(1 << 20), b"")):
                     sink.write(block)
                     for checked in checker.blocks:
-                        log.record_block(
+                        receipts.record(
                             BatchBlock(
                                 platform_id, batch_id, clock.now(), checked.numbers, checked.since_days, checked.results
                             )
                         )
                     checker.blocks.clear()
-            log.flush()
+                    receipts.check()
+            receipts.check(wait=True)
         finally:
             log.close()
         with sessions() as session, session.begin():

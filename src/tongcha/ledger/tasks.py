@@ -153,6 +153,37 @@ class CheckLog:
                 loop.call_soon_threadsafe(_settle_all, waiters, error)
 
 
+class CheckLogLost(Exception):
+    """Rows of a batch were answered but could not be written to the check log."""
+
+
+class Receipts:
+    """The blocks of one batch handed to the check log, so that its answer is only given
+    whole once every block is written: ``check`` raises ``CheckLogLost`` as soon as one
+    write is known to have failed, and with ``wait`` waits for all of them first."""
+
+    def __init__(self, log: CheckLog) -> None:
+        self._log = log
+        self._pending: list[Future[None]] = []
+
+    def record(self, block: BatchBlock) -> None:
+        done: Future[None] = Future()
+        self._log.record_block(block, done)
+        self._pending.append(done)
+
+    def check(self, *, wait: bool = False) -> None:
+        still: list[Future[None]] = []
+        for done in self._pending:
+            if not wait and not done.done():
+                still.append(done)
+                continue
+            error = done.exception()
+            if error is not None:
+                reason = database_trouble(error)
+                raise CheckLogLost(f"answered rows could not be written to the check log ({reason})") from error
+        self._pending = still
+
+
 def _settle(done: Future[None] | asyncio.Future[None], error: BaseException | None) -> None:
     if done.done():  # a waiter that gave up (cancelled) needs nothing
         return
