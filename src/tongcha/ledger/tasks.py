@@ -202,16 +202,11 @@ def _block_rows(block: BatchBlock, digest: Callable[[int], str]) -> list[tuple[A
     numbers = block.numbers.tolist()
     days = block.since_days.tolist()
     results = block.results.tolist()
+    # A block asks about a few thousand distinct days at most: each is made a date once.
+    epoch = EPOCH.toordinal()
+    as_date = {d: EPOCH.fromordinal(epoch + d) for d in set(days)}
+    pid, at, batch_id, correlator = block.platform_id, block.checked_at, block.batch_id, block.correlator
     return [
-        (
-            block.platform_id,
-            digest(n),
-            EPOCH.fromordinal(EPOCH.toordinal() + d),
-            RESULT_NAMES[r],
-            "batch",
-            block.checked_at,
-            block.batch_id,
-            block.correlator,
-        )
+        (pid, digest(n), as_date[d], RESULT_NAMES[r], "batch", at, batch_id, correlator)
         for n, d, r in zip(numbers, days, results, strict=True)
     ]
