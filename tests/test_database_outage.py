@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -56,12 +57,12 @@ def _away(url: str, away: bool) -> None:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
 
 
-def _is_unavailable(r: object) -> None:
-    assert getattr(r, "status_code", None) == 503, getattr(r, "text", r)
-    body = r.json()  # type: ignore[attr-defined]
+def _is_unavailable(r: httpx.Response) -> None:
+    assert r.status_code == 503, r.text
+    body = r.json()
     assert body["error"]["code"] == "UNAVAILABLE" and body["error"]["details"] == []
-    assert r.headers["retry-after"] == "5"  # type: ignore[attr-defined]
-    assert len(r.headers.get_list("x-correlator")) == 1  # type: ignore[attr-defined]
+    assert r.headers["retry-after"] == "5"
+    assert len(r.headers.get_list("x-correlator")) == 1
 
 
 def test_while_the_database_is_away_the_hub_answers_503_and_then_comes_back(
