@@ -63,16 +63,15 @@ def _settings(*, schema: bool = True) -> Settings:
         raise typer.Exit(2) from None
     if schema:
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import OperationalError
 
+        from tongcha.kit.db import UNAVAILABLE, database_trouble
         from tongcha.kit.migrate import behind
 
         where = make_url(settings.database_url).render_as_string(hide_password=True)
         try:
             why = behind(settings.database_url)
-        except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "no answer"
-            err.print(f"[red]cannot reach the database[/red] {where}: {reason}")
+        except UNAVAILABLE as exc:
+            err.print(f"[red]cannot reach the database[/red] {where}: {database_trouble(exc)}")
             raise typer.Exit(2) from None
         if why is not None:
             err.print(f"[red]{why}[/red] ({where}); run [bold]tongcha db upgrade[/bold] first")

@@ -8,14 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
 from tongcha.kit.correlator import SCOPE_KEY, correlator, correlator_of
-from tongcha.kit.db import database_trouble
-from tongcha.kit.errors import ApiError
+from tongcha.kit.db import UNAVAILABLE, database_trouble
+from tongcha.kit.errors import ApiError, Unavailable
 
 log = logging.getLogger("tongcha.errors")
 
@@ -103,16 +101,18 @@ def install(app: FastAPI) -> None:
             response.headers["allow"] = _allowed_methods(request, response.headers.get("allow", ""))
         return response
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(PoolTimeout)
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
         # Not a bug in the hub but its database gone or overwhelmed: one line per request
         # (no traceback, no SQL, no parameters) and an answer the client can retry.
         # Handled inside the correlator middleware, which names the request in the line.
         log.warning("database unavailable: %s", database_trouble(exc))
-        response = error_response(503, "UNAVAILABLE", "the hub cannot reach its database just now; try again shortly")
+        message = "the hub cannot reach its database just now; try again shortly"
+        response = error_response(Unavailable.status, Unavailable.code, message)
         response.headers["retry-after"] = str(RETRY_AFTER_S)
         return response
+
+    for raised in UNAVAILABLE:  # the same errors the workers wait out (kit.db)
+        app.add_exception_handler(raised, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
