@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -137,19 +137,50 @@ def is_postgres(bind: Session | Engine | Connection) -> bool:
 # from interleaving ledger replays on the same number.
 _process_ledger_lock = threading.Lock()
 LEDGER_LOCK_KEY = 0x7463_6C65  # "tcle"
+# The ledger's numbers fall into this many partitions (number % LEDGER_PARTITIONS), each
+# with a lock of its own, so that writers of disjoint partitions (the jobs of a parallel
+# import) can run side by side. Locks on two 32-bit keys never meet the 64-bit key above.
+LEDGER_PARTITIONS = 32
+_PARTITION_LOCK_CLASS = 0x7463_6C70  # "tclp"
+
+
+def ledger_partition(number: int) -> int:
+    return number % LEDGER_PARTITIONS
 
 
 @contextmanager
-def ledger_write_lock(session: Session) -> Iterator[None]:
-    """Serialise ledger writers across processes (PostgreSQL) and threads.
+def ledger_write_lock(session: Session, partitions: Collection[int] | None = None) -> Iterator[None]:
+    """Keep ledger writers of the same numbers apart, across processes and threads.
 
-    Ledger revisions must commit in the order they are numbered so that readers which
-    follow the ledger by revision never skip one; one writer at a time gives that.
+    With ``partitions`` None the writer has the whole ledger to itself. Otherwise it may
+    write only numbers of those partitions, and runs beside writers of other partitions.
+    Their revisions may then commit out of the order they are numbered in, so a reader
+    that follows the ledger by revision asks ``settled_revision`` how far it may read.
+    On PostgreSQL, whole-ledger writers hold the ledger key exclusively, partition
+    writers share it and hold their partitions' keys, taken in ascending order so two
+    of them never wait on each other in a circle.
     """
     with _process_ledger_lock:
         if is_postgres(session):
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
+            if partitions is None:
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
+            else:
+                session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": LEDGER_LOCK_KEY})
+                # unnest yields the sorted array in order, so the locks are taken in it.
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(:c, p) FROM unnest(CAST(:ps AS int4[])) AS p"),
+                    {"c": _PARTITION_LOCK_CLASS, "ps": sorted(set(partitions))},
+                )
         yield
+
+
+def wait_for_ledger_writers(conn: Connection) -> None:
+    """Hold the ledger until ``conn``'s transaction ends, once no writer is in flight.
+
+    For readers that follow the ledger by revision (PostgreSQL only): partition writers
+    may commit revisions out of their numbered order, and with every writer out of the
+    way, every revision up to the latest has committed."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
 
 
 def database_trouble(exc: BaseException) -> str:

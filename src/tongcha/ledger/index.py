@@ -183,7 +183,7 @@ class LedgerIndex:
         Stamped before the query: checks arriving meanwhile answer from the index as it is
         instead of each starting (or queueing behind) a refresh of their own."""
         self.refreshed_at = time.monotonic()
-        latest = repo.latest_revision(session)
+        latest = repo.settled_revision(session)
         if latest <= self.revision:
             return 0
         rows = repo.number_summaries_since(session, self.revision)
@@ -269,7 +269,9 @@ _RANGES = 16
 def load(engine: Engine) -> LedgerIndex:
     """Build the index from the ledger's number summaries, in number ranges."""
     with Session(engine) as session:
-        revision = repo.latest_revision(session)
+        # Everything up to this revision is in what is read next (and perhaps more, which
+        # the next refresh reads again).
+        revision = repo.settled_revision(session)
         if is_postgres(session):
             arrays = _load_postgres(session)
         else:

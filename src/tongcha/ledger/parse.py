@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -154,12 +154,14 @@ class EventParser:
 # ----- reading batches -------------------------------------------------------------
 
 
-def ndjson_events(lines: Iterable[bytes]) -> Iterator[Any]:
-    """Each non-blank line a JSON object; a line that is not one becomes a Rejection."""
+def ndjson_events(lines: Iterable[bytes], skip: Callable[[bytes], bool] | None = None) -> Iterator[Any]:
+    """Each non-blank line a JSON object; a line that is not one becomes a Rejection.
+
+    Lines ``skip`` says yes to are passed over undecoded (another import job's)."""
     for lineno, line in enumerate(lines, start=1):
         if lineno == 1:
             line = line.removeprefix(codecs.BOM_UTF8)  # as Windows tools start UTF-8 files
-        if not line.strip():
+        if not line.strip() or (skip is not None and skip(line)):
             continue
         try:
             obj = jsonio.loads(line)

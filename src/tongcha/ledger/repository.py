@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     Date,
     DateTime,
+    Engine,
     Integer,
     String,
     delete,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from tongcha.kit.db import add_row, find_by_code, is_postgres
+from tongcha.kit.db import add_row, find_by_code, is_postgres, wait_for_ledger_writers
 from tongcha.ledger.models import (
     Carrier,
     LedgerEvent,
@@ -311,6 +312,23 @@ def replace_states(session: Session, states: Sequence[NumberState], known: set[i
 
 def latest_revision(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(LedgerRevision.id), 0))) or 0)
+
+
+def settled_revision(session: Session) -> int:
+    """The latest revision, once every revision up to it has committed.
+
+    Partition writers (a parallel import's jobs) may commit a revision numbered below one
+    already committed; a reader that went on from the higher one would never see the
+    lower. On PostgreSQL this waits, in a short transaction of its own, for the writers
+    in flight; they wait behind it only while it reads the number.
+    """
+    if not is_postgres(session):
+        return latest_revision(session)
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with engine.connect() as conn, conn.begin():
+        wait_for_ledger_writers(conn)
+        return int(conn.scalar(select(func.coalesce(func.max(LedgerRevision.id), 0))) or 0)
 
 
 def number_summaries_since(session: Session, revision: int) -> list[tuple[int, date, date | None, date]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import islice
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from tongcha.kit import jsonio
 from tongcha.kit.clock import Clock
-from tongcha.kit.db import ledger_write_lock
+from tongcha.kit.db import ledger_partition, ledger_write_lock
 from tongcha.kit.digests import Digester
 from tongcha.kit.errors import InvalidArgument, OutOfRange
 from tongcha.kit.phone import e164
@@ -167,17 +167,23 @@ def ingest_parsed(
     clock: Clock,
     settings: Settings,
     source: str,
+    partitions: Collection[int] | None = None,
 ) -> IngestResult:
     """Write parsed chunks as one ledger revision; flushes, never commits.
 
+    With ``partitions`` (a job of a parallel import) every event must be of a number in
+    those ledger partitions, and other writers of other partitions may run meanwhile.
     A batch with no events at all writes nothing: its answer names the revision the
     ledger is at, which already holds everything the batch would have changed.
     """
     quarantine = {c.id: c.quarantine_days for c in repo.carriers(session)}
     result = IngestResult()
-    with ledger_write_lock(session):
+    owned = frozenset(partitions) if partitions is not None else None
+    with ledger_write_lock(session, owned):
         revision: LedgerRevision | None = None
         for chunk in chunks:
+            if owned is not None and any(ledger_partition(e.number) not in owned for e in chunk.events):
+                raise ValueError("an event of a number outside this writer's ledger partitions")
             if revision is None:
                 revision = repo.new_revision(session, carrier.id, source, clock.now())
             _ingest_chunk(session, carrier.id, chunk, quarantine, result, revision.id)
