@@ -581,11 +581,16 @@ def ledger_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or NDJSON of lifecycle events")],
     carrier: Annotated[str, typer.Option(help="the carrier code the events come from")],
     rejects: Annotated[Path | None, typer.Option(help="write rejected events here (NDJSON)")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="processes importing side by side (PostgreSQL; default: one per core, up to 8)"),
+    ] = None,
 ) -> None:
     """Load lifecycle events from a file; safe to re-run (duplicates are skipped)."""
-    from tongcha.ledger.importer import import_file
+    from tongcha.ledger.importer import ImportFailed, import_file, import_jobs
 
     settings = _settings()
+    jobs = import_jobs(settings, jobs)
     size = file.stat().st_size
     started = time.perf_counter()
     with Progress(
@@ -593,14 +598,17 @@ def ledger_import(
     ) as progress:
         task = progress.add_task("import", total=size)
         try:
-            totals = import_file(settings, file, carrier, lambda done: progress.update(task, completed=done), rejects)
-        except LookupError as exc:
+            totals = import_file(
+                settings, file, carrier, lambda done: progress.update(task, completed=done), rejects, jobs=jobs
+            )
+        except (LookupError, ImportFailed) as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
     elapsed = time.perf_counter() - started
+    rate = (totals.accepted + totals.duplicates + totals.rejected) / max(elapsed, 1e-9)
     out.print(
         f"accepted {totals.accepted:,}, duplicates {totals.duplicates:,}, rejected {totals.rejected:,} "
-        f"in {elapsed:.1f}s ({(totals.accepted + totals.duplicates + totals.rejected) / max(elapsed, 1e-9):,.0f} events/s)"
+        f"in {elapsed:.1f}s ({rate:,.0f} events/s, {jobs} {'job' if jobs == 1 else 'jobs'})"
     )
     for reason, count in sorted(totals.by_rule.items(), key=lambda kv: -kv[1])[:10]:
         out.print(f"  rejected {count:,}: {reason}")

@@ -235,17 +235,15 @@ class ImportFailed(RuntimeError):
 class Share:
     """One job's part of a parallel import: the numbers of some ledger partitions.
 
-    Every job reads the whole file. An event belongs to the job of its number (events
-    with no number one can route, and lines that are not events, to job 0), so a number's
-    events all meet in one job. An NDJSON line whose number is written the plain way is
-    passed over by the other jobs without being decoded. Should the decoded event turn
-    out to be another job's after all (a line with a ``number`` key nested inside another
-    object, say), it is set aside in ``misrouted`` and imported after the jobs end.
+    Every job reads the whole file. An event belongs to the job of its number, so a
+    number's events all meet in one job, and each is judged with the others as one job
+    would judge them. Events with no number one can route go to job 0. An NDJSON line
+    whose text says its number for certain is passed over undecoded by the other jobs;
+    its own job keeps it even if it turns out not to be JSON, so it is refused once.
     """
 
     job: int
     jobs: int
-    misrouted: list[Any] = field(default_factory=list)
     _by_text: bool = False
 
     @property
@@ -255,29 +253,32 @@ class Share:
     def _of(self, number: int) -> int:
         return ledger_partition(number) % self.jobs
 
-    def owner(self, item: Any) -> int:
-        if isinstance(item, dict):
-            number = _routing_number(item.get("number"))
-            if number is not None:
-                return self._of(number)
-        return 0
-
     def skip_line(self, line: bytes) -> bool:
         """Whether an NDJSON line is another job's, told from its text alone."""
-        self._by_text = False
-        if line.count(b'"number"') != 1 or (found := _NUMBER_TEXT.search(line)) is None:
-            return False
-        if self._of(int(found.group(1))) != self.job:
-            return True
-        self._by_text = True  # ``keeps`` is asked about this line next
-        return False
+        number = _number_in_text(line)
+        self._by_text = number is not None and self._of(number) == self.job  # ``keeps`` is asked next
+        return number is not None and not self._by_text
 
     def keeps(self, item: Any) -> bool:
-        if self.owner(item) == self.job:
-            return True
         if self._by_text:
-            self.misrouted.append(item)
-        return False
+            return True
+        number = _routing_number(item.get("number")) if isinstance(item, dict) else None
+        return (0 if number is None else self._of(number)) == self.job
+
+
+def _number_in_text(line: bytes) -> int | None:
+    """An NDJSON line's number, when its text says it for certain.
+
+    That is when the line has no escapes (so no key is written in another way, and every
+    quote opens or closes a string) and one ``"number"``, a key of the outermost object
+    written the plain way: the decoded event's number is then that text, or the line is
+    not JSON at all."""
+    if b"\\" in line or line.count(b'"number"') != 1 or (found := _NUMBER_TEXT.search(line)) is None:
+        return None
+    outside = line[: found.start()].split(b'"')[::2]  # the text between strings
+    if sum(part.count(b"{") for part in outside) != 1 or any(b"}" in part or b"[" in part for part in outside):
+        return None
+    return int(found.group(1))
 
 
 def _routing_number(value: object) -> int | None:
@@ -310,7 +311,6 @@ def _import_in_jobs(
     procs: list[BaseProcess] = []
     live: dict[Connection, int] = {}
     positions = [0] * jobs
-    misrouted: list[Any] = []
     failure: str | None = None
     try:
         for job in range(jobs):
@@ -340,9 +340,7 @@ def _import_in_jobs(
                     positions[job] = message[1]
                     committed(message[2])
                     progress(min(positions))
-                elif message[0] == "done":
-                    misrouted.extend(message[1])
-                else:
+                elif message[0] != "done":
                     failure = message[1]
                     break
     finally:
@@ -352,13 +350,6 @@ def _import_in_jobs(
             proc.join()
     if failure is not None:
         raise ImportFailed(f"the import stopped: {failure}; what was committed is kept, and running it again goes on")
-    if misrouted:
-        engine = make_engine(settings.database_url)
-        try:
-            for result in _import_events(engine, settings, carrier_code, clock, misrouted):
-                committed(result)
-        finally:
-            engine.dispose()
 
 
 def _job(settings: Settings, path: Path, carrier_code: str, clock: Clock, share: Share, out: Any) -> None:
@@ -372,7 +363,7 @@ def _job(settings: Settings, path: Path, carrier_code: str, clock: Clock, share:
                     out.send(("commit", raw.tell(), result))
         finally:
             engine.dispose()
-        out.send(("done", share.misrouted))
+        out.send(("done",))
     except BaseException as exc:
         trouble = database_trouble(exc) if isinstance(exc, DBAPIError) else f"{type(exc).__name__}: {exc}"
         out.send(("failed", trouble))

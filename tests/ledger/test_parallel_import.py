@@ -1,0 +1,221 @@
+"""A parallel import: jobs of their own for shares of the numbers, and the locks around them.
+
+On PostgreSQL an import runs one job per share of the ledger's partitions, each in a
+process of its own. It must leave exactly the ledger one job leaves, however the file
+writes its numbers, and readers that follow the ledger by revision must not skip a
+revision that one job commits after another job's later one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.factories import ALICE, BOB, ev
+from tests.ledger.test_chunked_ingest import forget_the_ledger, ledger, shuffled_events
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.db import LEDGER_PARTITIONS, ledger_partition, ledger_write_lock
+from tongcha.kit.settings import Settings
+from tongcha.ledger import importer, service
+from tongcha.ledger import repository as repo
+from tongcha.ledger.index import LedgerIndex
+from tongcha.ledger.models import LedgerEvent
+from tongcha.ledger.parse import Rejection
+from tongcha.ledger.service import ParsedChunk
+
+pytestmark = [
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+    pytest.mark.usefixtures("parties"),
+]
+
+EVEN, ODD = "+8613800138000", "+8613800138001"  # of jobs 0 and 1 of two
+
+
+def hostile_lines() -> bytes:
+    """Lines whose job cannot be told from their text, or would be told wrongly by it."""
+    as_json_number = ev("resumed", "+8613900139000", "2021-03-01", event_id="spaced-3")
+    as_json_number["number"] = 13900139000
+    lines = [
+        b"this line is not JSON",
+        b'{"event_id":"cut-short","type":"activated","number":"+8613900139000","occurred_at":"2021-0',
+        orjson.dumps(ev("activated", "+8615400000000", "2021-01-01", ALICE, event_id="bad-prefix")),
+        # One number written four ways: spaced, full-width, as a JSON number, plainly.
+        orjson.dumps(ev("activated", "+86 139 0013 9000", "2021-01-01", ALICE, event_id="spaced-1")),
+        orjson.dumps(ev("suspended", "+86１３９００１３９０００", "2021-02-01", event_id="spaced-2")),
+        orjson.dumps(as_json_number),
+        orjson.dumps(ev("activated", "+8613900139000", "2021-01-01", ALICE, event_id="spaced-1")),  # a repeat
+        # The number key escaped, with a "number" nested in the holder naming another job's
+        # number; then the events after it, the first of them earlier in time.
+        b'{"event_id":"nested-1","type":"activated","\\u006eumber":"' + EVEN.encode() + b'",'
+        b'"occurred_at":"2021-01-01T10:00:00+08:00","holder":{"id_number":"' + BOB["id_number"].encode() + b'",'
+        b'"name":"' + BOB["name"].encode() + b'","number":"' + ODD.encode() + b'"}}',
+        orjson.dumps(ev("cancelled", EVEN, "2022-01-01", event_id="nested-2")),
+        orjson.dumps(ev("activated", EVEN, "2021-06-01", ALICE, event_id="nested-3")),  # refused: held by Bob
+        # No number of its own, only one nested in the holder.
+        orjson.dumps({**ev("activated", ODD, "2021-01-01", event_id="no-number"), "number": None})
+        .replace(b'"number":null,', b"")
+        .replace(b"}", b',"holder":{"number":"' + ODD.encode() + b'"}}'),
+        # A name escaped the way some JSON writers write anything not ASCII.
+        orjson.dumps(ev("activated", ODD, "2021-01-01", BOB, event_id="escaped-name")).replace(
+            BOB["name"].encode(), BOB["name"].encode("ascii", "backslashreplace").replace(b"\\u", b"\\u")
+        ),
+    ]
+    return b"\n".join(lines) + b"\n"
+
+
+def write_file(path: Path, events: list[dict[str, Any]], tail: bytes = b"") -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events) + tail)
+    return path
+
+
+def import_with(jobs: int, settings: Settings, path: Path, clock: FixedClock, rejects: Path) -> Counter[str]:
+    totals = importer.import_file(settings, path, "CMCC", clock=clock, jobs=jobs, rejects=rejects)
+    assert totals.accepted + totals.duplicates + totals.rejected > 0
+    return Counter(
+        {"accepted": totals.accepted, "duplicates": totals.duplicates, "rejected": totals.rejected, **totals.by_rule}
+    )
+
+
+def test_a_parallel_import_leaves_the_ledger_one_job_leaves_whatever_way_the_numbers_are_written(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    first, rest = shuffled_events()
+    path = write_file(tmp_path / "events.ndjson", first + rest, hostile_lines())
+
+    one = import_with(1, settings, path, clock, tmp_path / "one.ndjson")
+    with sessions() as session:
+        by_one_job = ledger(session)
+    forget_the_ledger(sessions)
+    three = import_with(3, settings, path, clock, tmp_path / "three.ndjson")
+    with sessions() as session:
+        by_three_jobs = ledger(session)
+
+    assert three == one
+    assert by_three_jobs == by_one_job
+    rejected = [orjson.loads(line) for line in (tmp_path / "three.ndjson").read_bytes().splitlines()]
+    assert Counter(r["rule"] for r in rejected) == Counter(
+        r["rule"] for r in map(orjson.loads, (tmp_path / "one.ndjson").read_bytes().splitlines())
+    )
+    # The hostile lines each counted once, wherever their job was.
+    assert sum(r["rule"] == "malformed" for r in rejected) == 2
+    refused = Counter(r["event_id"] for r in rejected)
+    assert refused["bad-prefix"] == refused["nested-3"] == refused["no-number"] == 1
+    assert {"spaced-1", "spaced-2", "spaced-3", "nested-1", "nested-2", "escaped-name"} <= set(by_three_jobs["events"])
+    assert one["duplicates"] >= 1
+
+
+def test_an_event_id_given_to_numbers_of_two_jobs_is_kept_once(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    events = [
+        ev("activated", EVEN, "2021-01-01", ALICE, event_id="twice"),
+        ev("activated", ODD, "2021-01-01", BOB, event_id="twice"),
+        ev("activated", "+8613800138002", "2021-01-01", BOB, event_id="once"),
+    ]
+    totals = importer.import_file(settings, write_file(tmp_path / "e.ndjson", events), "CMCC", clock=clock, jobs=2)
+    assert (totals.accepted, totals.duplicates, totals.rejected) == (2, 1, 0)
+    with sessions() as session:
+        numbers = list(session.scalars(select(LedgerEvent.number).where(LedgerEvent.event_id == "twice")))
+    assert len(numbers) == 1 and numbers[0] in (13800138000, 13800138001)
+
+
+def test_running_a_parallel_import_again_finds_every_event_held(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    first, rest = shuffled_events()
+    path = write_file(tmp_path / "events.ndjson", first + rest)
+    once = importer.import_file(settings, path, "CMCC", clock=clock, jobs=2)
+    again = importer.import_file(settings, path, "CMCC", clock=clock, jobs=2)
+    assert again.accepted == 0
+    assert again.duplicates == once.accepted + once.duplicates
+    assert again.rejected == once.rejected  # refused again, for the same reasons
+    assert again.by_rule == once.by_rule
+
+
+# ----- the locks ----------------------------------------------------------------------
+
+
+def chunk_of(settings: Settings, session: Session, clock: FixedClock, number: str, event_id: str) -> ParsedChunk:
+    carrier = repo.carrier_by_code(session, "CMCC")
+    assert carrier is not None
+    parsed = service.parser_for(session, carrier, clock=clock, settings=settings).parse(
+        ev("activated", number, "2021-01-01", ALICE, event_id=event_id)
+    )
+    assert not isinstance(parsed, Rejection)
+    return ParsedChunk([parsed], [], 0)
+
+
+def write_in(
+    session: Session, settings: Settings, clock: FixedClock, number: str, partitions: list[int] | None
+) -> None:
+    carrier = repo.carrier_by_code(session, "CMCC")
+    assert carrier is not None
+    chunk = chunk_of(settings, session, clock, number, f"lock-{number}")
+    service.ingest_parsed(
+        session, carrier, [chunk], clock=clock, settings=settings, source="test", partitions=partitions
+    )
+
+
+def test_writers_of_other_partitions_go_on_and_writers_of_the_same_numbers_wait(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    held = ledger_partition(13800138000)
+    with sessions() as holder, holder.begin():
+        write_in(holder, settings, clock, EVEN, [held])  # not committed yet
+
+        with sessions() as other, other.begin():
+            other.execute(text("SET LOCAL lock_timeout = '5s'"))
+            write_in(other, settings, clock, ODD, [ledger_partition(13800138001)])  # goes on at once
+
+        for partitions in ([held, (held + 1) % LEDGER_PARTITIONS], None):  # the same partition; the whole ledger
+            with sessions() as waiting, waiting.begin():
+                waiting.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                with pytest.raises(OperationalError, match="lock timeout"), ledger_write_lock(waiting, partitions):
+                    pass
+
+
+def test_a_writer_cannot_write_numbers_outside_its_partitions(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions() as session, session.begin():
+        with pytest.raises(ValueError, match="outside this writer's ledger partitions"):
+            write_in(session, settings, clock, EVEN, [ledger_partition(13800138001)])
+        session.rollback()
+
+
+def test_the_check_index_does_not_skip_a_revision_committed_after_a_later_one(
+    engine: Engine, sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    index = LedgerIndex()
+    with sessions() as session:
+        index.refresh(session)
+    earlier = sessions()
+    earlier.begin()
+    try:
+        write_in(earlier, settings, clock, EVEN, [ledger_partition(13800138000)])  # the lower revision, in flight
+        with sessions() as later, later.begin():
+            write_in(later, settings, clock, ODD, [ledger_partition(13800138001)])  # committed first
+
+        def refresh() -> None:
+            with sessions() as session:
+                index.refresh(session)
+
+        reader = threading.Thread(target=refresh)
+        reader.start()
+        reader.join(0.5)
+        earlier.commit()
+    finally:
+        earlier.close()
+    reader.join(10)
+    assert not reader.is_alive()
+    refresh()  # and once more, as the hub does every so often
+    assert index.lookup(13800138001)[0] is not None
+    assert index.lookup(13800138000)[0] is not None
