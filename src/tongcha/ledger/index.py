@@ -183,9 +183,11 @@ class LedgerIndex:
         Stamped before the query: checks arriving meanwhile answer from the index as it is
         instead of each starting (or queueing behind) a refresh of their own."""
         self.refreshed_at = time.monotonic()
-        latest = repo.settled_revision(session)
-        if latest <= self.revision:
+        # Nothing newer has committed: no need to wait for the writers in flight, whose
+        # revisions are all above ours (ours was settled).
+        if repo.latest_revision(session) <= self.revision:
             return 0
+        latest = repo.settled_revision(session)
         rows = repo.number_summaries_since(session, self.revision)
         self.apply(rows, latest)
         return len(rows)
