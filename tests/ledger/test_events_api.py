@@ -130,6 +130,25 @@ def test_same_event_twice_is_a_duplicate_not_a_second_change(client: TestClient,
     assert again["accepted"] == 0 and again["duplicates"] == 2
 
 
+def test_an_event_id_held_by_another_numbers_event_is_a_duplicate_and_the_rest_is_kept(
+    client: TestClient, parties: dict[str, str]
+) -> None:
+    other = "+8613900139000"
+    assert send(client, parties["CMCC"], [ev("activated", N, "2019-01-01", ALICE, event_id="x-1")])["accepted"] == 1
+    out = send(
+        client,
+        parties["CMCC"],
+        [
+            ev("activated", other, "2020-01-01", BOB, event_id="x-1"),  # the id is N's activation's
+            ev("activated", other, "2020-02-01", BOB, event_id="x-2"),
+        ],
+    )
+    assert (out["accepted"], out["duplicates"], out["rejected"]) == (1, 1, [])
+    assert check(client, parties["JD"], other, "2020-01-15")["result"] == "no_data"  # x-1 was not taken as other's
+    assert check(client, parties["JD"], other, "2020-02-01")["result"] == "no"
+    assert check(client, parties["JD"], N, "2020-06-01")["result"] == "no"
+
+
 def test_contradictions_are_rejected_and_the_rest_of_the_batch_is_kept(
     client: TestClient, parties: dict[str, str]
 ) -> None:
