@@ -165,38 +165,32 @@ def bearer(secret: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def check_log_refusing(engine: Engine) -> Iterator[None]:
-    """The database refuses every new row of the check log while the block runs."""
+def refusing_rows(engine: Engine, table: str = "reassignment_checks") -> Iterator[None]:
+    """The database refuses every new row of ``table`` (the check log) while the block runs."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
                 text(
-                    "CREATE FUNCTION refuse_checks() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'the check log refuses rows'; END $$"
+                    "CREATE FUNCTION refuse_rows() RETURNS trigger LANGUAGE plpgsql AS "
+                    f"$$ BEGIN RAISE EXCEPTION 'the {table} table refuses rows'; END $$"
                 )
             )
             conn.execute(
-                text(
-                    "CREATE TRIGGER refuse_checks BEFORE INSERT ON reassignment_checks "
-                    "FOR EACH ROW EXECUTE FUNCTION refuse_checks()"
-                )
+                text(f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_rows()")
             )
         else:
             conn.execute(
                 text(
-                    "CREATE TRIGGER refuse_checks BEFORE INSERT ON reassignment_checks "
-                    "BEGIN SELECT RAISE(ABORT, 'the check log refuses rows'); END"
+                    f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'the {table} table refuses rows'); END"
                 )
             )
     try:
         yield
     finally:
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "DROP TRIGGER refuse_checks"
-                    + (" ON reassignment_checks" if engine.dialect.name == "postgresql" else "")
-                )
-            )
             if engine.dialect.name == "postgresql":
-                conn.execute(text("DROP FUNCTION refuse_checks()"))
+                conn.execute(text(f"DROP TRIGGER refuse_rows ON {table}"))
+                conn.execute(text("DROP FUNCTION refuse_rows()"))
+            else:
+                conn.execute(text("DROP TRIGGER refuse_rows"))

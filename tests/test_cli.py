@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -24,8 +25,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.conftest import PG_ADMIN, bearer, check_log_refusing, fresh_pg_database
-from tests.factories import id_number
+from tests.conftest import PG_ADMIN, bearer, fresh_pg_database, refusing_rows
+from tests.factories import ev, id_number
 from tongcha.kit.db import make_engine
 from tongcha.kit.settings import Settings
 from tongcha.web.app import create_app
@@ -316,12 +317,40 @@ def test_ledger_check_of_an_empty_file_prints_the_header_of_an_empty_table(sc: S
     assert "0 rows" in out.stderr
 
 
+def test_an_import_the_database_refuses_stops_in_one_line_and_keeps_nothing_half_written(sc: Scenario) -> None:
+    events = sc.work / "refused.ndjson"
+    events.write_bytes(
+        b"".join(
+            orjson.dumps(
+                ev("activated", f"+861370013{i:04d}", "2022-01-01", {"id_number": id_number(serial=i), "name": "王芳"})
+            )
+            + b"\n"
+            for i in range(40)
+        )
+    )
+    engine = make_engine(sc.url)
+    try:
+        counts = "SELECT (SELECT COUNT(*) FROM ledger_events) || ' ' || (SELECT COUNT(*) FROM tenures)"
+        before = sc.scalar(counts)
+        with refusing_rows(engine, "ledger_events"):
+            proc = run_cli(sc.url, "ledger", "import", str(events), "--carrier", "CMCC", "--jobs", "2", check=False)
+        assert sc.scalar(counts) == before
+    finally:
+        engine.dispose()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    said = " ".join(proc.stderr.split())  # as wrapped to the terminal's width
+    assert said.count("the import stopped") == 1
+    assert re.search(r"the import stopped: \w+: the ledger_events table refuses rows;", said)
+    assert "what was committed is kept, and running it again goes on" in said
+
+
 def test_ledger_check_whose_rows_cannot_be_logged_fails_and_says_so(sc: Scenario) -> None:
     asks = sc.work / "refused.csv"
     asks.write_text("number,since\n+8613800138001,2019-06-01\n", encoding="utf-8")
     engine = make_engine(sc.url)
     try:
-        with check_log_refusing(engine):
+        with refusing_rows(engine):
             proc = run_cli(sc.url, "ledger", "check", str(asks), check=False)
     finally:
         engine.dispose()

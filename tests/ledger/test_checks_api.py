@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import bearer, check_log_refusing, serving
+from tests.conftest import bearer, refusing_rows, serving
 from tests.factories import ALICE, BOB, ev
 
 N = "+8613800138000"
@@ -545,7 +545,7 @@ def test_a_batch_whose_rows_cannot_be_logged_is_cut_short_not_answered_whole(
     # check log does not hold must not arrive as a complete answer.
     body = f"number,since\n{N},2019-06-01\n13900139000,2020-06-01\n".encode()
     headers = {**bearer(parties["JD"]), "content-type": "text/csv"}
-    with serving(client.app) as url, check_log_refusing(engine), pytest.raises(httpx.RemoteProtocolError):
+    with serving(client.app) as url, refusing_rows(engine), pytest.raises(httpx.RemoteProtocolError):
         httpx.post(f"{url}/platform/v1/reassignments:batch", content=body, headers=headers, timeout=30)
     with serving(client.app) as url:  # and with the log writable again, the same batch is answered
         r = httpx.post(f"{url}/platform/v1/reassignments:batch", content=body, headers=headers, timeout=30)

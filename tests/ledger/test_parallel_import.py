@@ -127,6 +127,39 @@ def test_an_event_id_given_to_numbers_of_two_jobs_is_kept_once(
     assert len(numbers) == 1 and numbers[0] in (13800138000, 13800138001)
 
 
+def test_a_job_that_meets_its_event_id_being_written_by_another_writer_counts_it_a_duplicate(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    # Another writer holds EVEN's partition and has written the id "lock-<EVEN>" for EVEN,
+    # not committed yet; the import gives the same id to ODD, of the other job.
+    events = [
+        ev("activated", ODD, "2021-01-01", BOB, event_id=f"lock-{EVEN}"),
+        ev("activated", "+8613800138003", "2021-01-01", BOB, event_id="odd-2"),
+    ]
+    path = write_file(tmp_path / "e.ndjson", events)
+    done: list[importer.ImportTotals | BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(importer.import_file(settings, path, "CMCC", clock=clock, jobs=2))
+        except BaseException as exc:
+            done.append(exc)
+
+    importing = threading.Thread(target=run)
+    with sessions() as writer, writer.begin():
+        write_in(writer, settings, clock, EVEN, [ledger_partition(13800138000)])
+        importing.start()
+        importing.join(1.0)  # the job of ODD waits on the id in flight
+        assert not done
+    importing.join(30)
+    (totals,) = done
+    assert isinstance(totals, importer.ImportTotals), totals
+    assert (totals.accepted, totals.duplicates, totals.rejected) == (1, 1, 0)
+    with sessions() as session:
+        numbers = list(session.scalars(select(LedgerEvent.number).where(LedgerEvent.event_id == f"lock-{EVEN}")))
+    assert numbers == [13800138000]
+
+
 def test_running_a_parallel_import_again_finds_every_event_held(
     settings: Settings, clock: FixedClock, tmp_path: Path
 ) -> None:

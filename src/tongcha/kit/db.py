@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -183,13 +185,26 @@ def wait_for_ledger_writers(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
 
 
+# What the drivers raise themselves: a COPY on psycopg's own connection is not wrapped
+# in SQLAlchemy's DBAPIError.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, sqlite3.Error)
+
+
 def database_trouble(exc: BaseException) -> str:
     """What went wrong with the database, in one line with no SQL and no parameters."""
     orig = getattr(exc, "orig", None)
+    if not isinstance(orig, BaseException) and isinstance(exc, DRIVER_ERRORS):
+        orig = exc
     if isinstance(orig, BaseException):
         first = str(orig).strip().splitlines()
         return f"{type(orig).__name__}: {first[0]}" if first else type(orig).__name__
     return type(exc).__name__
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error, raised by the driver or wrapped by SQLAlchemy."""
+    found = getattr(getattr(exc, "orig", None) or exc, "sqlstate", None)
+    return found if isinstance(found, str) else None
 
 
 # What a database that went away (or cannot keep up) raises: the loops that must outlive

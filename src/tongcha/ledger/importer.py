@@ -23,12 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongcha.kit.clock import Clock, SystemClock
 from tongcha.kit.db import (
+    DRIVER_ERRORS,
     LEDGER_PARTITIONS,
     database_trouble,
     find_by_code,
     ledger_partition,
     make_engine,
     make_sessionmaker,
+    sqlstate,
 )
 from tongcha.kit.digests import Digester
 from tongcha.kit.phone import InvalidNumber, parse_mobile
@@ -117,7 +119,7 @@ def import_file(
     is whole; a run cut short leaves whole chunks behind, and running again counts them
     as duplicates and goes on. With more than one job (``import_jobs``) each job is a
     process of its own that imports the events of its share of the numbers, beside the
-    others; ``ImportFailed`` says when one of them could not go on.
+    others. ``ImportFailed`` says when the file or the database failed on the way.
     """
     clock = clock or SystemClock()
     jobs = import_jobs(settings, jobs)
@@ -143,6 +145,8 @@ def import_file(
                 for result in _import_events(engine, settings, carrier_code, clock, read_events(path, raw)):
                     committed(result)
                     progress(raw.tell())
+        except _STOPPING as exc:
+            raise ImportFailed(_stopped(_trouble(exc))) from exc
         finally:
             engine.dispose()
     finally:
@@ -187,6 +191,9 @@ def _import_events(
 
 
 _CONFLICTS = ("23505", "40P01")  # unique_violation, deadlock_detected
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, *DRIVER_ERRORS)
+# What stops an import with a message rather than a traceback.
+_STOPPING: tuple[type[Exception], ...] = (*_DATABASE_ERRORS, OSError)
 
 
 def _commit(
@@ -212,8 +219,8 @@ def _commit(
                     source="import",
                     partitions=partitions,
                 )
-        except DBAPIError as exc:
-            if partitions is None or attempt == 2 or getattr(exc.orig, "sqlstate", None) not in _CONFLICTS:
+        except _DATABASE_ERRORS as exc:
+            if partitions is None or attempt == 2 or sqlstate(exc) not in _CONFLICTS:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -228,7 +235,7 @@ _SHAPED = re.compile(r"(?:\+86)?(1[0-9]{10})")
 
 
 class ImportFailed(RuntimeError):
-    """A job of a parallel import could not go on; the commits made so far are kept."""
+    """An import could not go on (the file or the database failed); its commits are kept."""
 
 
 @dataclass
@@ -324,6 +331,7 @@ def _import_in_jobs(
     live: dict[Connection, int] = {}
     positions = [0] * jobs
     failure: str | None = None
+    ended = False
     try:
         for job in range(jobs):
             receive, send = context.Pipe(duplex=False)
@@ -355,13 +363,25 @@ def _import_in_jobs(
                 elif message[0] != "done":
                     failure = message[1]
                     break
+        ended = failure is None
     finally:
         for proc in procs:
-            if failure is not None and proc.is_alive():
+            if not ended and proc.is_alive():  # a job failed, or this process was interrupted
                 proc.terminate()  # its open transaction is rolled back
             proc.join()
     if failure is not None:
-        raise ImportFailed(f"the import stopped: {failure}; what was committed is kept, and running it again goes on")
+        raise ImportFailed(_stopped(failure))
+
+
+def _trouble(exc: BaseException) -> str:
+    """What stopped an import, in one line (no SQL, no parameters: no event's data)."""
+    if isinstance(exc, _DATABASE_ERRORS):
+        return database_trouble(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _stopped(trouble: str) -> str:
+    return f"the import stopped: {trouble}; what was committed is kept, and running it again goes on"
 
 
 def _job(settings: Settings, path: Path, carrier_code: str, clock: Clock, share: Share, out: Any) -> None:
@@ -377,8 +397,7 @@ def _job(settings: Settings, path: Path, carrier_code: str, clock: Clock, share:
             engine.dispose()
         out.send(("done",))
     except BaseException as exc:
-        trouble = database_trouble(exc) if isinstance(exc, DBAPIError) else f"{type(exc).__name__}: {exc}"
-        out.send(("failed", trouble))
+        out.send(("failed", _trouble(exc)))
     finally:
         out.close()
 
