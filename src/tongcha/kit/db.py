@@ -208,8 +208,9 @@ def sqlstate(exc: BaseException) -> str | None:
 
 
 # What a database that went away (or cannot keep up) raises: the loops that must outlive
-# it catch these, the web app answers them 503.
-UNAVAILABLE = (OperationalError, PoolTimeout)
+# it catch these, the web app answers them 503. A COPY runs on psycopg's own connection,
+# whose errors SQLAlchemy does not wrap.
+UNAVAILABLE = (OperationalError, PoolTimeout, psycopg.OperationalError)
 
 
 class Outage:
