@@ -8,8 +8,10 @@ revision that one job commits after another job's later one.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,9 @@ from tongcha.ledger import importer, service
 from tongcha.ledger import repository as repo
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.models import LedgerEvent
-from tongcha.ledger.parse import Rejection
+from tongcha.ledger.parse import Rejection, numbered_lines
 from tongcha.ledger.service import ParsedChunk
+from tongcha.sim.ledger import SynthConfig, generate
 
 pytestmark = [
     pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
@@ -171,6 +174,64 @@ def test_running_a_parallel_import_again_finds_every_event_held(
     assert again.duplicates == once.accepted + once.duplicates
     assert again.rejected == once.rejected  # refused again, for the same reasons
     assert again.by_rule == once.by_rule
+
+
+def test_a_parallel_import_cut_short_by_a_broken_file_keeps_whole_commits_and_goes_on_when_run_again(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(importer, "COMMIT_EVERY", 40)
+    monkeypatch.setattr(importer, "_FEED_BATCH", 10)
+    small = settings.model_copy(update={"ingest_chunk_size": 20})
+    # Each number's events in time order, so that where the commits fall changes nothing.
+    events = list(generate(SynthConfig(numbers=120, seed=23, carriers=("CMCC",))))
+    for event in events:
+        event.pop("carrier")
+    path = write_file(tmp_path / "events.ndjson", events)
+    lines = len(events)
+
+    def unreadable_after(raw: Any) -> Any:
+        yield from islice(numbered_lines(raw), lines - 100)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(importer, "_numbered_lines", unreadable_after)
+    with pytest.raises(importer.ImportFailed, match=r"stopped: OSError: .* Input/output error; what was committed"):
+        importer.import_file(small, path, "CMCC", clock=clock, jobs=2)
+    with sessions() as session:
+        kept = len(ledger(session)["events"])
+    assert 0 < kept < lines
+    monkeypatch.setattr(importer, "_numbered_lines", numbered_lines)
+    again = importer.import_file(small, path, "CMCC", clock=clock, jobs=2)
+    with sessions() as session:
+        after = ledger(session)
+    forget_the_ledger(sessions)
+    importer.import_file(small, path, "CMCC", clock=clock, jobs=2)
+    with sessions() as session:
+        assert ledger(session)["tenures"] == after["tenures"]  # as if it had never been cut short
+    assert again.duplicates >= kept
+
+
+def test_a_job_that_dies_stops_the_import_and_says_which(
+    settings: Settings, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, rest = shuffled_events()
+    path = write_file(tmp_path / "events.ndjson", first + rest)
+    import_events = importer._import_events
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        if 1 in (args[5] if len(args) > 5 else kwargs.get("partitions") or ()):
+            os._exit(3)  # the job of the odd partitions, as if killed
+        return import_events(*args, **kwargs)
+
+    monkeypatch.setattr(importer, "_import_events", dying)
+    with pytest.raises(importer.ImportFailed, match="import job 1 ended with exit code 3"):
+        importer.import_file(settings, path, "CMCC", clock=clock, jobs=2)
+    monkeypatch.setattr(importer, "_import_events", import_events)
+    again = importer.import_file(settings, path, "CMCC", clock=clock, jobs=2)
+    assert again.accepted > 0
 
 
 # ----- the locks ----------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import multiprocessing
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -40,7 +42,7 @@ from tongcha.ledger import repository as repo
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats
 from tongcha.ledger.models import Carrier, ReassignmentBatch
-from tongcha.ledger.parse import Rejection, csv_events, ndjson_events, sniff_format
+from tongcha.ledger.parse import Rejection, csv_events, ndjson_events, ndjson_numbered, numbered_lines, sniff_format
 from tongcha.ledger.tasks import BatchBlock, CheckLog, Receipts
 from tongcha.platforms.models import Platform
 
@@ -55,15 +57,16 @@ class ImportTotals:
     by_rule: Counter[str] = field(default_factory=Counter)
 
 
-def read_events(path: Path, raw: IO[bytes], share: Share | None = None) -> Iterator[Any]:
-    """The raw events of a file; with ``share``, only those of that job of an import."""
+def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
+    if _is_ndjson(path, raw):
+        return ndjson_events(raw)
+    return _csv_rows(raw)
+
+
+def _is_ndjson(path: Path, raw: IO[bytes]) -> bool:
     head = raw.read(4096)
     raw.seek(0)
-    if sniff_format(str(path), head) == "ndjson":
-        items = ndjson_events(raw, share.skip_line if share is not None else None)
-    else:
-        items = _csv_rows(raw)
-    return items if share is None else filter(share.keeps, items)
+    return sniff_format(str(path), head) == "ndjson"
 
 
 def _readable(rejection: dict[str, str | None]) -> dict[str, str | None]:
@@ -238,39 +241,33 @@ class ImportFailed(RuntimeError):
     """An import could not go on (the file or the database failed); its commits are kept."""
 
 
-@dataclass
+def _job_of(number: int, jobs: int) -> int:
+    return ledger_partition(number) % jobs
+
+
+def _job_of_event(item: Any, jobs: int) -> int:
+    """The job of a decoded event: its number's, or job 0 for one with no number to go by
+    (and for a line that is not an event), so that its refusal is reported once."""
+    number = _routing_number(item.get("number")) if isinstance(item, dict) else None
+    return 0 if number is None else _job_of(number, jobs)
+
+
+@dataclass(frozen=True)
 class Share:
     """One job's part of a parallel import: the numbers of some ledger partitions.
 
-    Every job reads the whole file. An event belongs to the job of its number, so a
-    number's events all meet in one job, and each is judged with the others as one job
-    would judge them. Events with no number one can route go to job 0. An NDJSON line
-    whose text says its number for certain is passed over undecoded by the other jobs;
-    its own job keeps it even if it turns out not to be JSON, so it is refused once.
-    """
+    An event belongs to the job of its number, so a number's events all meet in one job
+    and are judged together as one job would judge them."""
 
     job: int
     jobs: int
-    _by_text: bool = False
 
     @property
     def partitions(self) -> list[int]:
         return [p for p in range(LEDGER_PARTITIONS) if p % self.jobs == self.job]
 
-    def _of(self, number: int) -> int:
-        return ledger_partition(number) % self.jobs
-
-    def skip_line(self, line: bytes) -> bool:
-        """Whether an NDJSON line is another job's, told from its text alone."""
-        number = _number_in_text(line)
-        self._by_text = number is not None and self._of(number) == self.job  # ``keeps`` is asked next
-        return number is not None and not self._by_text
-
     def keeps(self, item: Any) -> bool:
-        if self._by_text:
-            return True
-        number = _routing_number(item.get("number")) if isinstance(item, dict) else None
-        return (0 if number is None else self._of(number)) == self.job
+        return _job_of_event(item, self.jobs) == self.job
 
 
 def _number_in_text(line: bytes) -> int | None:
@@ -279,9 +276,9 @@ def _number_in_text(line: bytes) -> int | None:
     That is when the line has no escapes (so no key is written in another way, and every
     quote opens or closes a string) and one ``"number"``, a key of the outermost object
     (one brace and no bracket before it, strings included) with a plain value: the
-    decoded event's number is then that text, or the line is not JSON at all. Plain
-    searches, not a regular expression over the line: this runs on every line in every
-    job, and cost a job more than decoding its own lines when it was one."""
+    decoded event's number is then that text, or the line is not JSON at all (and its
+    refusal is that job's). Plain searches and slices: this runs on every line of the
+    file, and a regular expression over the line cost more than decoding it."""
     at = line.find(b'"number"')
     if at < 0 or b"\\" in line or line.find(b'"number"', at + 8) >= 0:
         return None
@@ -318,33 +315,53 @@ def _import_in_jobs(
     committed: Callable[[Committed], None],
     progress: Callable[[int], None],
 ) -> None:
+    """Run the jobs and gather what they commit.
+
+    An NDJSON file is read once, here, on a thread that sends each job its lines
+    (``_feed``). A CSV file's rows may run over several lines, so each job reads the
+    whole file with the csv module and keeps its own events."""
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
             _carrier(session, carrier_code)  # an unknown carrier is said before any job starts
     finally:
         engine.dispose()
+    with path.open("rb") as raw:
+        ndjson = _is_ndjson(path, raw)
     # fork: a job starts in milliseconds with the modules already loaded, where a fresh
     # interpreter would take most of a second to import them.
     context = multiprocessing.get_context("fork")
     procs: list[BaseProcess] = []
     live: dict[Connection, int] = {}
+    feeds: list[Connection] = []
     positions = [0] * jobs
+    fed = [0]
+    feeder_failed: list[str] = []
+    feeder: threading.Thread | None = None
     failure: str | None = None
     ended = False
     try:
         for job in range(jobs):
             receive, send = context.Pipe(duplex=False)
+            lines_in, lines_out = context.Pipe(duplex=False) if ndjson else (None, None)
             started = context.Process(
                 target=_job,
-                args=(settings, path, carrier_code, clock, Share(job, jobs), send),
+                args=(settings, path, carrier_code, clock, Share(job, jobs), send, lines_in),
                 name=f"tongcha-import-{job}",
                 daemon=True,
             )
             started.start()
             send.close()
+            if lines_in is not None and lines_out is not None:
+                lines_in.close()  # so that a job that dies breaks the feeder's pipe to it
+                feeds.append(lines_out)
             procs.append(started)
             live[receive] = job
+        if ndjson:
+            feeder = threading.Thread(
+                target=_feed, args=(path, feeds, fed, feeder_failed), name="tongcha-import-feed", daemon=True
+            )
+            feeder.start()
         while live and failure is None:
             for ready in wait(list(live)):
                 conn = cast(Connection, ready)
@@ -359,18 +376,84 @@ def _import_in_jobs(
                     live[conn] = job
                     positions[job] = message[1]
                     committed(message[2])
-                    progress(min(positions))
-                elif message[0] != "done":
+                    progress(max(min(positions), fed[0]))
+                elif message[0] == "failed":
                     failure = message[1]
                     break
+                # "done", or "stopped" with the rest: the cause, if any, is heard elsewhere
         ended = failure is None
     finally:
         for proc in procs:
             if not ended and proc.is_alive():  # a job failed, or this process was interrupted
                 proc.terminate()  # its open transaction is rolled back
             proc.join()
+        if feeder is not None:
+            feeder.join()  # its pipes are broken or done with by now
+    if feeder_failed:  # the file could not be read: what the jobs said of it comes after
+        raise ImportFailed(_stopped(feeder_failed[0]))
     if failure is not None:
         raise ImportFailed(_stopped(failure))
+
+
+_FEED_BATCH = 2_000  # lines a message
+# Sent to the jobs instead of the end when the file cannot be read or a job has ended.
+_STOP = "stop"
+
+
+class _Stopped(Exception):
+    """A job told to stop with the rest of the import."""
+
+
+def _feed(path: Path, outs: list[Connection], fed: list[int], failed: list[str]) -> None:
+    """Read an NDJSON file once and send each job its lines, with their numbers.
+
+    A line's job is told from its text (``_number_in_text``) or, failing that, by
+    decoding it; the job decodes its lines itself. Runs on a thread of the importing
+    process, beside the jobs."""
+    jobs = len(outs)
+    batches: list[tuple[list[int], list[bytes]]] = [([], []) for _ in outs]
+    end: str | None = None
+    try:
+        with path.open("rb") as raw:
+            for lineno, line in _numbered_lines(raw):
+                number = _number_in_text(line)
+                if number is not None:
+                    job = _job_of(number, jobs)
+                else:
+                    job = _job_of_event(next(ndjson_numbered([(lineno, line)])), jobs)
+                linenos, lines = batches[job]
+                linenos.append(lineno)
+                lines.append(line)
+                if len(lines) >= _FEED_BATCH:
+                    outs[job].send(batches[job])
+                    batches[job] = ([], [])
+                    fed[0] = raw.tell()
+        for job, batch in enumerate(batches):
+            if batch[1]:
+                outs[job].send(batch)
+        fed[0] = path.stat().st_size
+    except BrokenPipeError:
+        end = _STOP  # a job has ended early; the importing process hears why from the job
+    except Exception as exc:
+        failed.append(_trouble(exc))
+        end = _STOP
+    finally:
+        for out in outs:
+            with contextlib.suppress(OSError):
+                out.send(end)
+            out.close()
+
+
+def _numbered_lines(raw: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    return numbered_lines(raw)
+
+
+def _fed_lines(feed: Connection) -> Iterator[tuple[int, bytes]]:
+    """The lines the feeder sends a job, until it says the file is done."""
+    while (batch := feed.recv()) is not None:
+        if batch == _STOP:
+            raise _Stopped
+        yield from zip(*batch, strict=True)
 
 
 def _trouble(exc: BaseException) -> str:
@@ -384,18 +467,31 @@ def _stopped(trouble: str) -> str:
     return f"the import stopped: {trouble}; what was committed is kept, and running it again goes on"
 
 
-def _job(settings: Settings, path: Path, carrier_code: str, clock: Clock, share: Share, out: Any) -> None:
+def _job(
+    settings: Settings,
+    path: Path,
+    carrier_code: str,
+    clock: Clock,
+    share: Share,
+    out: Connection,
+    feed: Connection | None,
+) -> None:
     """One job of a parallel import, in a process of its own: reports each commit."""
     try:
         engine = make_engine(settings.database_url)
         try:
             with path.open("rb") as raw:
-                events = read_events(path, raw, share)
+                if feed is not None:
+                    events: Iterable[Any] = ndjson_numbered(_fed_lines(feed))
+                else:
+                    events = filter(share.keeps, read_events(path, raw))
                 for result in _import_events(engine, settings, carrier_code, clock, events, share.partitions):
-                    out.send(("commit", raw.tell(), result))
+                    out.send(("commit", raw.tell() if feed is None else 0, result))
         finally:
             engine.dispose()
         out.send(("done",))
+    except _Stopped:
+        out.send(("stopped",))
     except BaseException as exc:
         out.send(("failed", _trouble(exc)))
     finally:

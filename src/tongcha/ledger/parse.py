@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -154,15 +154,23 @@ class EventParser:
 # ----- reading batches -------------------------------------------------------------
 
 
-def ndjson_events(lines: Iterable[bytes], skip: Callable[[bytes], bool] | None = None) -> Iterator[Any]:
-    """Each non-blank line a JSON object; a line that is not one becomes a Rejection.
+def ndjson_events(lines: Iterable[bytes]) -> Iterator[Any]:
+    """Each non-blank line a JSON object; a line that is not one becomes a Rejection."""
+    return ndjson_numbered(numbered_lines(lines))
 
-    Lines ``skip`` says yes to are passed over undecoded (another import job's)."""
+
+def numbered_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines with their numbers, a byte order mark at the start left out."""
     for lineno, line in enumerate(lines, start=1):
         if lineno == 1:
             line = line.removeprefix(codecs.BOM_UTF8)  # as Windows tools start UTF-8 files
-        if not line.strip() or (skip is not None and skip(line)):
-            continue
+        if line.strip():
+            yield lineno, line
+
+
+def ndjson_numbered(lines: Iterable[tuple[int, bytes]]) -> Iterator[Any]:
+    """``ndjson_events`` of lines already numbered (some lines of a file, say)."""
+    for lineno, line in lines:
         try:
             obj = jsonio.loads(line)
         except orjson.JSONDecodeError:
