@@ -95,6 +95,29 @@ def test_while_the_database_is_away_the_hub_answers_503_and_then_comes_back(
     assert client.get("/healthz").status_code == 200
 
 
+def test_checks_go_on_when_the_server_ends_the_hubs_connections_and_stays_up(
+    client: TestClient, parties: dict[str, str], db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As after a restart of the database server between two checks: the hub's open
+    # connections, the check log's own among them, are gone, the server is there. The
+    # hub takes new ones without a failed write to log (the pool pings; the check log's
+    # own connection is tried once more on a new one).
+    platform = bearer(parties["JD"])
+    check = f"/platform/v1/reassignments/{N}?since=2020-01-01"
+    assert client.get(check, headers=platform).status_code == 200
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
+    assert ended is not None and ended[0] >= 1
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            r = client.get(check, headers=platform)
+            assert r.status_code == 200, r.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 QUICK = {"first": 0.05, "cap": 0.2}  # back-off while the database is away, in seconds
 
 

@@ -425,17 +425,18 @@ def ledger_totals(session: Session) -> tuple[int, int, int]:
 CHECK_COLUMNS = ("platform_id", "number_digest", "since", "result", "channel", "checked_at", "batch_id", "correlator")
 
 
-def add_checks(bind: Session | Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Append rows to the check log, in the caller's transaction.
+def add_checks(bind: Session | Connection, rows: list[tuple[Any, ...]], *, in_transaction: bool = True) -> None:
+    """Append rows to the check log, in the caller's transaction (``in_transaction``) or,
+    on a PostgreSQL connection in autocommit that has ``synchronous_commit`` off, as one
+    COPY that is its own transaction.
 
-    On PostgreSQL that transaction's commit does not wait for the disk: every single
-    check waits for its row, and a WAL flush held up by other writes to the disk (an
-    import's pages going out) held a whole group of checks 60-200 ms
-    (docs/benchmarks.md §3). The row is in the server once the commit returns; a crash
-    of the database server itself can lose the last fraction of a second of log rows,
-    never anything else (SQLite's ``synchronous=NORMAL`` makes the same trade on a
-    power loss)."""
-    if is_postgres(bind):
+    On PostgreSQL the commit does not wait for the disk: every single check waits for
+    its row, and a WAL flush held up by other writes to the disk (an import's pages
+    going out) held a whole group of checks 60-200 ms (docs/benchmarks.md §3). The row
+    is in the server once the commit returns; a crash of the database server itself can
+    lose the last fraction of a second of log rows, never anything else (SQLite's
+    ``synchronous=NORMAL`` makes the same trade on a power loss)."""
+    if in_transaction and is_postgres(bind):
         bind.execute(text("SET LOCAL synchronous_commit = off"))
     _bulk(bind, ReassignmentCheck, CHECK_COLUMNS, rows)
 

@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from tongcha.kit.db import UNAVAILABLE, database_trouble
 from tongcha.kit.digests import Digester
@@ -68,6 +68,8 @@ class CheckLog:
     def __init__(self, engine: Engine, digester: Digester) -> None:
         self._engine = engine
         self._digester = digester
+        # PostgreSQL: the writer's own connection, kept open (see ``_append``).
+        self._conn: Connection | None = None
         self._queue: queue.Queue[Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tongcha-checklog", daemon=True)
         self._thread.start()
@@ -111,6 +113,7 @@ class CheckLog:
                 items.append(nxt)
             if items:
                 self._write(items)
+        self._let_go()
 
     def _write(self, items: list[Item]) -> None:
         rows: list[tuple[Any, ...]] = []
@@ -134,8 +137,7 @@ class CheckLog:
         error: BaseException | None = None
         try:
             if rows:
-                with self._engine.begin() as conn:
-                    repo.add_checks(conn, rows)
+                self._append(rows)
         except UNAVAILABLE as exc:  # the database is away: one line, not a traceback
             log.warning("could not write %d check records: %s", len(rows), database_trouble(exc))
             error = exc
@@ -151,6 +153,44 @@ class CheckLog:
         for loop, waiters in on_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
                 loop.call_soon_threadsafe(_settle_all, waiters, error)
+
+    def _append(self, rows: list[tuple[Any, ...]]) -> None:
+        """One write of the log, in a transaction of its own.
+
+        On PostgreSQL the writer keeps a connection of its own in autocommit, where one
+        COPY is one transaction: a single round trip, where taking a pooled connection
+        (with its ping), BEGIN, the commit setting, the COPY and COMMIT were five, each
+        paid in this thread beside the event loop for every few single checks. Its commits
+        do not wait for the disk (``repository.add_checks``)."""
+        if self._engine.dialect.name != "postgresql":
+            with self._engine.begin() as conn:
+                repo.add_checks(conn, rows)
+            return
+        while True:
+            kept = self._conn is not None
+            try:
+                if self._conn is None:
+                    conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                    self._conn = conn
+                    conn.exec_driver_sql("SET synchronous_commit = off")
+                repo.add_checks(self._conn, rows, in_transaction=False)
+                return
+            except UNAVAILABLE:
+                self._let_go()
+                if not kept:
+                    raise
+                # The server closed the kept connection meanwhile (a restart, an idle
+                # timeout): once more on a new one, as the pool's ping would have done.
+            except BaseException:
+                self._let_go()  # a connection that failed is not trusted again
+                raise
+
+    def _let_go(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
 
 
 class CheckLogLost(Exception):
