@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
 import uuid
@@ -68,7 +70,28 @@ def correlator_of(scope: Scope) -> str:
             if _VALID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return f"{_made.prefix}{next(_made.count):016x}"
+
+
+class _Made:
+    """Correlators made here: 32 hex characters, a random half for this process and a
+    count. A fresh uuid4 for every request (a read of the system's random source each)
+    cost about 3% of the hub's time at thousands of checks a second."""
+
+    def __init__(self) -> None:
+        self.prefix = uuid.uuid4().hex[:16]
+        self.count = itertools.count()
+
+
+_made = _Made()
+
+
+def _anew_after_fork() -> None:
+    global _made
+    _made = _Made()
+
+
+os.register_at_fork(after_in_child=_anew_after_fork)
 
 
 class CorrelatorFilter(logging.Filter):
