@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from itertools import islice
@@ -213,3 +214,17 @@ def test_checking_a_file_leaves_no_file_open(settings: Settings, clock: FixedClo
         1,
         b"number,since,result,last_change_on,error\n+8613800138000,2020-01-01,no_data,,\n",
     )
+
+
+def test_an_import_runs_a_job_per_core_it_may_use_on_postgresql_and_one_on_sqlite() -> None:
+    on_pg = Settings(env="dev", database_url="postgresql://tongcha@127.0.0.1/tongcha")
+    on_sqlite = Settings(env="dev", database_url="sqlite:///tongcha.db")
+    assert importer.import_jobs(on_sqlite, 4) == 1
+    assert importer.import_jobs(on_pg, 3) == 3
+    allowed = os.sched_getaffinity(0)
+    assert importer.import_jobs(on_pg) == min(len(allowed), importer.MAX_JOBS)
+    os.sched_setaffinity(0, {min(allowed)})  # as in a container given one core of many
+    try:
+        assert importer.import_jobs(on_pg) == 1
+    finally:
+        os.sched_setaffinity(0, allowed)

@@ -104,7 +104,9 @@ def import_jobs(settings: Settings, asked: int | None = None) -> int:
         return 1
     if asked is not None:
         return max(1, asked)
-    return max(1, min(os.cpu_count() or 1, MAX_JOBS))
+    # The cores this process may run on (a container's cpuset), not all the machine's.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
 
 
 def import_file(
