@@ -197,13 +197,13 @@ def test_a_parallel_import_cut_short_by_a_broken_file_keeps_whole_commits_and_go
         yield from islice(numbered_lines(raw), lines - 100)
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(importer, "_numbered_lines", unreadable_after)
+    monkeypatch.setattr(importer, "numbered_lines", unreadable_after)
     with pytest.raises(importer.ImportFailed, match=r"stopped: OSError: .* Input/output error; what was committed"):
         importer.import_file(small, path, "CMCC", clock=clock, jobs=2)
     with sessions() as session:
         kept = len(ledger(session)["events"])
     assert 0 < kept < lines
-    monkeypatch.setattr(importer, "_numbered_lines", numbered_lines)
+    monkeypatch.setattr(importer, "numbered_lines", numbered_lines)
     again = importer.import_file(small, path, "CMCC", clock=clock, jobs=2)
     with sessions() as session:
         after = ledger(session)

@@ -144,6 +144,8 @@ LEDGER_LOCK_KEY = 0x7463_6C65  # "tcle"
 # import) can run side by side. Locks on two 32-bit keys never meet the 64-bit key above.
 LEDGER_PARTITIONS = 32
 _PARTITION_LOCK_CLASS = 0x7463_6C70  # "tclp"
+# The whole ledger to one holder: a whole-ledger writer, or a reader waiting out the writers.
+_HOLD_LEDGER = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 def ledger_partition(number: int) -> int:
@@ -165,7 +167,7 @@ def ledger_write_lock(session: Session, partitions: Collection[int] | None = Non
     with _process_ledger_lock:
         if is_postgres(session):
             if partitions is None:
-                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
+                session.execute(_HOLD_LEDGER, {"k": LEDGER_LOCK_KEY})
             else:
                 session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": LEDGER_LOCK_KEY})
                 # unnest yields the sorted array in order, so the locks are taken in it.
@@ -182,7 +184,7 @@ def wait_for_ledger_writers(conn: Connection) -> None:
     For readers that follow the ledger by revision (PostgreSQL only): partition writers
     may commit revisions out of their numbered order, and with every writer out of the
     way, every revision up to the latest has committed."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
+    conn.execute(_HOLD_LEDGER, {"k": LEDGER_LOCK_KEY})
 
 
 # What the drivers raise themselves: a COPY on psycopg's own connection is not wrapped

@@ -20,7 +20,9 @@ _CN = phonenumbers.PhoneMetadata.metadata_for_region("CN")
 assert _CN is not None and _CN.mobile is not None and _CN.mobile.national_number_pattern
 MOBILE_PATTERN: str = _CN.mobile.national_number_pattern
 _MOBILE = re.compile(f"(?:{MOBILE_PATTERN})")
-_FAST = re.compile(r"(?:\+86)?(1[0-9]{10})")
+# The common shapes themselves (the national number is group 1); ledger imports also
+# route events to their jobs by it.
+PLAIN_NUMBER = re.compile(r"(?:\+86)?(1[0-9]{10})")
 # What a number may be written with: ASCII digits and the separators people put between
 # them. phonenumbers.parse is lenient beyond that: it skips text before the digits
 # ("abc13800138000"), reads vanity letters as digits ("1-800-FLOWERS"), drops
@@ -54,7 +56,7 @@ def parse_mobile(raw: object, field: str = "number") -> int:
         raw = str(raw)
     if not isinstance(raw, str):
         raise InvalidNumber(f"{field} must be a string in E.164 form, like +8613800138000")
-    fast = _FAST.fullmatch(raw)
+    fast = PLAIN_NUMBER.fullmatch(raw)
     if fast is not None:
         national = fast.group(1)
         if _MOBILE.fullmatch(national) is None:

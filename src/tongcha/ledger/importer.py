@@ -35,7 +35,7 @@ from tongcha.kit.db import (
     sqlstate,
 )
 from tongcha.kit.digests import Digester
-from tongcha.kit.phone import InvalidNumber, parse_mobile
+from tongcha.kit.phone import PLAIN_NUMBER, InvalidNumber, parse_mobile
 from tongcha.kit.settings import Settings
 from tongcha.ledger import index as ledger_index
 from tongcha.ledger import repository as repo
@@ -58,15 +58,16 @@ class ImportTotals:
 
 
 def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
-    if _is_ndjson(path, raw):
+    if _format_of(path, raw) == "ndjson":
         return ndjson_events(raw)
     return _csv_rows(raw)
 
 
-def _is_ndjson(path: Path, raw: IO[bytes]) -> bool:
+def _format_of(path: Path, raw: IO[bytes]) -> str:
+    """ "ndjson" or "csv", by the file's name or its first bytes; ``raw`` is left at the start."""
     head = raw.read(4096)
     raw.seek(0)
-    return sniff_format(str(path), head) == "ndjson"
+    return sniff_format(str(path), head)
 
 
 def _readable(rejection: dict[str, str | None]) -> dict[str, str | None]:
@@ -234,9 +235,8 @@ def _commit(
 
 MAX_JOBS = 8
 # The text after an NDJSON line's number key, when the number is written the plain way:
-# its job can be told without decoding the line. ``_SHAPED`` is the same rule for a decoded value.
+# its job can be told without decoding the line (``phone.PLAIN_NUMBER``, for the bytes).
 _NUMBER_VALUE = re.compile(rb'\s*:\s*"(?:\+86)?(1[0-9]{10})"')
-_SHAPED = re.compile(r"(?:\+86)?(1[0-9]{10})")
 
 
 class ImportFailed(RuntimeError):
@@ -300,7 +300,7 @@ def _number_in_text(line: bytes) -> int | None:
 
 
 def _routing_number(value: object) -> int | None:
-    if isinstance(value, str) and (shaped := _SHAPED.fullmatch(value)) is not None:
+    if isinstance(value, str) and (shaped := PLAIN_NUMBER.fullmatch(value)) is not None:
         return int(shaped.group(1))
     try:
         return parse_mobile(value)
@@ -329,7 +329,7 @@ def _import_in_jobs(
     finally:
         engine.dispose()
     with path.open("rb") as raw:
-        ndjson = _is_ndjson(path, raw)
+        ndjson = _format_of(path, raw) == "ndjson"
     # fork: a job starts in milliseconds with the modules already loaded, where a fresh
     # interpreter would take most of a second to import them.
     context = multiprocessing.get_context("fork")
@@ -417,7 +417,7 @@ def _feed(path: Path, outs: list[Connection], fed: list[int], failed: list[str])
     end: str | None = None
     try:
         with path.open("rb") as raw:
-            for lineno, line in _numbered_lines(raw):
+            for lineno, line in numbered_lines(raw):
                 number = _number_in_text(line)
                 if number is not None:
                     job = _job_of(number, jobs)
@@ -444,10 +444,6 @@ def _feed(path: Path, outs: list[Connection], fed: list[int], failed: list[str])
             with contextlib.suppress(OSError):
                 out.send(end)
             out.close()
-
-
-def _numbered_lines(raw: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    return numbered_lines(raw)
 
 
 def _fed_lines(feed: Connection) -> Iterator[tuple[int, bytes]]:
@@ -545,8 +541,7 @@ def check_file(
                 platform_id = platform.id
         index = ledger_index.load(engine)
         with path.open("rb") as raw:
-            head = raw.read(4096)
-        fmt = sniff_format(str(path), head)
+            fmt = _format_of(path, raw)
         checker = BatchChecker(index, service.today_in(settings, clock), fmt)
         log = CheckLog(engine, Digester.from_settings(settings))
         receipts = Receipts(log)

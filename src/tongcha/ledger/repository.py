@@ -310,8 +310,11 @@ def replace_states(session: Session, states: Sequence[NumberState], known: set[i
 # ----- reading for the check index ------------------------------------------------
 
 
+_LATEST_REVISION = select(func.coalesce(func.max(LedgerRevision.id), 0))
+
+
 def latest_revision(session: Session) -> int:
-    return int(session.scalar(select(func.coalesce(func.max(LedgerRevision.id), 0))) or 0)
+    return int(session.scalar(_LATEST_REVISION) or 0)
 
 
 def settled_revision(session: Session) -> int:
@@ -328,7 +331,7 @@ def settled_revision(session: Session) -> int:
     engine = bind if isinstance(bind, Engine) else bind.engine
     with engine.connect() as conn, conn.begin():
         wait_for_ledger_writers(conn)
-        return int(conn.scalar(select(func.coalesce(func.max(LedgerRevision.id), 0))) or 0)
+        return int(conn.scalar(_LATEST_REVISION) or 0)
 
 
 def number_summaries_since(session: Session, revision: int) -> list[tuple[int, date, date | None, date]]:
