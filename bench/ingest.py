@@ -1,7 +1,8 @@
 """Ingest throughput into PostgreSQL through the bulk path, beside a raw COPY baseline.
 
 Each run: a fresh, migrated database with one carrier; ``importer.import_file`` streams an
-NDJSON file made by the synthetic generator (one carrier, so no cross-carrier ordering).
+NDJSON file (a CSV file with ``--format csv``) made by the synthetic generator (one carrier,
+so no cross-carrier ordering).
 In the same run the accepted event rows (the ledger_events columns) are COPYed into a bare
 table with no indexes or constraints, from Python tuples through psycopg ``write_row``:
 the rate the bulk path is measured against. Then the rows the ingest left in its three
@@ -12,13 +13,14 @@ checking or replay, which bounds how close to the bare COPY an ingest can come.
 Each run imports the file once with each ``--jobs`` count (one job, then as many as the
 machine has cores, by default), into databases of their own, one after the other.
 
-    .venv/bin/python bench/ingest.py [--numbers 120000] [--runs 3] [--jobs 1,2] [--quick] [--profile]
+    .venv/bin/python bench/ingest.py [--numbers 120000] [--runs 3] [--jobs 1,2] [--format csv] [--quick] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import csv
 import os
 import pstats
 import sys
@@ -36,6 +38,7 @@ from tongcha.kit.db import make_engine, make_sessionmaker
 from tongcha.kit.migrate import upgrade
 from tongcha.kit.settings import Settings
 from tongcha.ledger.importer import import_file
+from tongcha.ledger.parse import CSV_COLUMNS
 from tongcha.ledger.repository import EVENT_INSERT_COLUMNS
 from tongcha.parties import add_carrier
 from tongcha.sim.ledger import SynthConfig, generate
@@ -49,13 +52,24 @@ BARE = """CREATE TABLE bare_events (
 
 
 def make_file(numbers: int, path: Path) -> int:
+    """The synthetic ledger's events as NDJSON, or as CSV when ``path`` ends in .csv."""
     if path.exists():
-        return sum(1 for _ in path.open("rb"))
+        return sum(1 for _ in path.open("rb")) - (path.suffix == ".csv")
     count = 0
-    with path.open("wb") as out:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        rows = csv.writer(out) if path.suffix == ".csv" else None
+        if rows is not None:
+            rows.writerow(CSV_COLUMNS)
         for ev in generate(SynthConfig(numbers=numbers, carriers=("CMCC",), seed=11)):
             ev.pop("carrier")
-            out.write(orjson.dumps(ev) + b"\n")
+            if rows is None:
+                out.write(orjson.dumps(ev).decode() + "\n")
+            else:
+                holder: dict[str, str] = ev.get("holder") or {}  # type: ignore[assignment]
+                rows.writerow(
+                    [ev["event_id"], ev["type"], ev["number"], ev["occurred_at"], holder.get("id_number", ""),
+                     holder.get("name", ""), ev.get("to_carrier", "")]
+                )  # fmt: skip
             count += 1
     return count
 
@@ -134,13 +148,14 @@ def main() -> None:
     ap.add_argument(
         "--jobs", default=f"1,{os.cpu_count() or 1}", help="job counts to compare, comma-separated (default: 1,cores)"
     )
+    ap.add_argument("--format", choices=("ndjson", "csv"), default="ndjson", help="the file's format")
     ap.add_argument("--quick", action="store_true", help="small and fast (about 30 s)")
     ap.add_argument("--profile", action="store_true", help="cProfile one ingest run, with one job")
     args = ap.parse_args()
     if args.quick:
         args.numbers, args.runs = 15_000, 2
     job_counts = [int(j) for j in args.jobs.split(",")]
-    path = Path(f"/tmp/tongcha_bench_ingest_{args.numbers}.ndjson")
+    path = Path(f"/tmp/tongcha_bench_ingest_{args.numbers}.{args.format}")
     events = make_file(args.numbers, path)
     print(f"{machine()}\nfile {path}: {events:,} events, {path.stat().st_size / 1e6:.0f} MB\n")
     if args.profile:

@@ -88,6 +88,7 @@ def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the
     jobs: int,
 ) -> None:
     monkeypatch.setattr(importer, "COMMIT_EVERY", 100)
+    monkeypatch.setattr(importer, "_FEED_BATCH", 10)  # jobs get rows before the disk fails
     per_commit = settings.model_copy(update={"ingest_chunk_size": 50})
 
     # 400 rows (~40 KB), and the disk fails after 350 of them: after several commits.

@@ -8,6 +8,8 @@ revision that one job commits after another job's later one.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import threading
 from collections import Counter
@@ -30,7 +32,7 @@ from tongcha.ledger import importer, service
 from tongcha.ledger import repository as repo
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.models import LedgerEvent
-from tongcha.ledger.parse import Rejection, numbered_lines
+from tongcha.ledger.parse import CSV_COLUMNS, Rejection, numbered_lines
 from tongcha.ledger.service import ParsedChunk
 from tongcha.sim.ledger import SynthConfig, generate
 
@@ -113,6 +115,58 @@ def test_a_parallel_import_leaves_the_ledger_one_job_leaves_whatever_way_the_num
     assert refused["bad-prefix"] == refused["nested-3"] == refused["no-number"] == 1
     assert {"spaced-1", "spaced-2", "spaced-3", "nested-1", "nested-2", "escaped-name"} <= set(by_three_jobs["events"])
     assert one["duplicates"] >= 1
+
+
+def csv_text(events: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for e in events:
+        holder = e.get("holder") or {}
+        writer.writerow(
+            [e["event_id"], e["type"], e["number"], e["occurred_at"], holder.get("id_number", ""),
+             holder.get("name", ""), e.get("to_carrier", "")]
+        )  # fmt: skip
+    return out.getvalue().encode()
+
+
+def hostile_rows() -> bytes:
+    """CSV rows whose job is not plain to tell, or which run over more than one line."""
+    rows = [
+        # A name in quotes that runs over two lines: one row, of ODD's job.
+        b'row-2-lines,activated,' + ODD.encode() + b',2021-01-01T10:00:00+08:00,' + BOB["id_number"].encode()
+        + b',"' + BOB["name"].encode() + b'\n",',
+        b"too-few,suspended," + ODD.encode(),  # refused, once
+        b"not-utf8,activated,+8613900139000,2021-01-01T10:00:00+08:00," + ALICE["id_number"].encode() + b",\xff\xfe,",
+        # One number written two ways, in two rows.
+        b"spaced-1,activated,+86 139 0013 9000,2021-02-01T10:00:00+08:00," + ALICE["id_number"].encode() + b","
+        + ALICE["name"].encode() + b",",
+        "spaced-2,suspended,+86１３９００１３９０００,2021-03-01T10:00:00+08:00,,,".encode(),
+    ]  # fmt: skip
+    return b"\r\n".join(rows) + b"\r\n"
+
+
+def test_a_parallel_import_of_a_csv_file_leaves_the_ledger_one_job_leaves(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    first, rest = shuffled_events()
+    path = tmp_path / "events.csv"
+    path.write_bytes(csv_text(first + rest) + hostile_rows())
+
+    one = import_with(1, settings, path, clock, tmp_path / "one.ndjson")
+    with sessions() as session:
+        by_one_job = ledger(session)
+    forget_the_ledger(sessions)
+    three = import_with(3, settings, path, clock, tmp_path / "three.ndjson")
+    with sessions() as session:
+        by_three_jobs = ledger(session)
+
+    assert three == one
+    assert by_three_jobs == by_one_job
+    refused = Counter(r["event_id"] for r in map(orjson.loads, (tmp_path / "three.ndjson").read_bytes().splitlines()))
+    assert refused["too-few"] == refused["not-utf8"] == 1
+    assert {"row-2-lines", "spaced-1", "spaced-2"} <= set(by_three_jobs["events"])
+    assert one["accepted"] > len(first)
 
 
 def test_an_event_id_given_to_numbers_of_two_jobs_is_kept_once(

@@ -268,9 +268,6 @@ class Share:
     def partitions(self) -> list[int]:
         return [p for p in range(LEDGER_PARTITIONS) if p % self.jobs == self.job]
 
-    def keeps(self, item: Any) -> bool:
-        return _job_of_event(item, self.jobs) == self.job
-
 
 def _number_in_text(line: bytes) -> int | None:
     """An NDJSON line's number, when its text says it for certain.
@@ -319,9 +316,9 @@ def _import_in_jobs(
 ) -> None:
     """Run the jobs and gather what they commit.
 
-    An NDJSON file is read once, here, on a thread that sends each job its lines
-    (``_feed``). A CSV file's rows may run over several lines, so each job reads the
-    whole file with the csv module and keeps its own events."""
+    The file is read once, here, on a thread that sends each job its share (``_feed``):
+    an NDJSON file's lines, which the job decodes, or a CSV file's rows, which a field
+    in quotes may run over several lines, as the csv module reads them."""
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
@@ -336,7 +333,6 @@ def _import_in_jobs(
     procs: list[BaseProcess] = []
     live: dict[Connection, int] = {}
     feeds: list[Connection] = []
-    positions = [0] * jobs
     fed = [0]
     feeder_failed: list[str] = []
     feeder: threading.Thread | None = None
@@ -345,25 +341,23 @@ def _import_in_jobs(
     try:
         for job in range(jobs):
             receive, send = context.Pipe(duplex=False)
-            lines_in, lines_out = context.Pipe(duplex=False) if ndjson else (None, None)
+            share_in, share_out = context.Pipe(duplex=False)
             started = context.Process(
                 target=_job,
-                args=(settings, path, carrier_code, clock, Share(job, jobs), send, lines_in),
+                args=(settings, carrier_code, clock, Share(job, jobs), ndjson, send, share_in),
                 name=f"tongcha-import-{job}",
                 daemon=True,
             )
             started.start()
             send.close()
-            if lines_in is not None and lines_out is not None:
-                lines_in.close()  # so that a job that dies breaks the feeder's pipe to it
-                feeds.append(lines_out)
+            share_in.close()  # so that a job that dies breaks the feeder's pipe to it
+            feeds.append(share_out)
             procs.append(started)
             live[receive] = job
-        if ndjson:
-            feeder = threading.Thread(
-                target=_feed, args=(path, feeds, fed, feeder_failed), name="tongcha-import-feed", daemon=True
-            )
-            feeder.start()
+        feeder = threading.Thread(
+            target=_feed, args=(path, ndjson, feeds, fed, feeder_failed), name="tongcha-import-feed", daemon=True
+        )
+        feeder.start()
         while live and failure is None:
             for ready in wait(list(live)):
                 conn = cast(Connection, ready)
@@ -376,9 +370,8 @@ def _import_in_jobs(
                     break
                 if message[0] == "commit":
                     live[conn] = job
-                    positions[job] = message[1]
-                    committed(message[2])
-                    progress(max(min(positions), fed[0]))
+                    committed(message[1])
+                    progress(fed[0])
                 elif message[0] == "failed":
                     failure = message[1]
                     break
@@ -397,7 +390,7 @@ def _import_in_jobs(
         raise ImportFailed(_stopped(failure))
 
 
-_FEED_BATCH = 2_000  # lines a message
+_FEED_BATCH = 2_000  # lines or rows a message
 # Sent to the jobs instead of the end when the file cannot be read or a job has ended.
 _STOP = "stop"
 
@@ -406,32 +399,25 @@ class _Stopped(Exception):
     """A job told to stop with the rest of the import."""
 
 
-def _feed(path: Path, outs: list[Connection], fed: list[int], failed: list[str]) -> None:
-    """Read an NDJSON file once and send each job its lines, with their numbers.
+def _feed(path: Path, ndjson: bool, outs: list[Connection], fed: list[int], failed: list[str]) -> None:
+    """Read the file once and send each job its share: NDJSON lines with their numbers,
+    which the job decodes, or CSV rows as the csv module reads them.
 
-    A line's job is told from its text (``_number_in_text``) or, failing that, by
-    decoding it; the job decodes its lines itself. Runs on a thread of the importing
-    process, beside the jobs."""
+    Runs on a thread of the importing process, beside the jobs."""
     jobs = len(outs)
-    batches: list[tuple[list[int], list[bytes]]] = [([], []) for _ in outs]
+    batches: list[list[Any]] = [[] for _ in outs]
     end: str | None = None
     try:
         with path.open("rb") as raw:
-            for lineno, line in numbered_lines(raw):
-                number = _number_in_text(line)
-                if number is not None:
-                    job = _job_of(number, jobs)
-                else:
-                    job = _job_of_event(next(ndjson_numbered([(lineno, line)])), jobs)
-                linenos, lines = batches[job]
-                linenos.append(lineno)
-                lines.append(line)
-                if len(lines) >= _FEED_BATCH:
-                    outs[job].send(batches[job])
-                    batches[job] = ([], [])
+            for job, item in _ndjson_shares(raw, jobs) if ndjson else _csv_shares(raw, jobs):
+                batch = batches[job]
+                batch.append(item)
+                if len(batch) >= _FEED_BATCH:
+                    outs[job].send(batch)
+                    batches[job] = []
                     fed[0] = raw.tell()
         for job, batch in enumerate(batches):
-            if batch[1]:
+            if batch:
                 outs[job].send(batch)
         fed[0] = path.stat().st_size
     except BrokenPipeError:
@@ -446,12 +432,28 @@ def _feed(path: Path, outs: list[Connection], fed: list[int], failed: list[str])
             out.close()
 
 
-def _fed_lines(feed: Connection) -> Iterator[tuple[int, bytes]]:
-    """The lines the feeder sends a job, until it says the file is done."""
+def _ndjson_shares(raw: IO[bytes], jobs: int) -> Iterator[tuple[int, tuple[int, bytes]]]:
+    """Each line with its number, and its job: told from its text (``_number_in_text``)
+    or, failing that, by decoding it."""
+    for lineno, line in numbered_lines(raw):
+        number = _number_in_text(line)
+        if number is not None:
+            yield _job_of(number, jobs), (lineno, line)
+        else:
+            yield _job_of_event(next(ndjson_numbered([(lineno, line)])), jobs), (lineno, line)
+
+
+def _csv_shares(raw: IO[bytes], jobs: int) -> Iterator[tuple[int, Any]]:
+    for item in _csv_rows(raw):
+        yield _job_of_event(item, jobs), item
+
+
+def _fed(feed: Connection) -> Iterator[Any]:
+    """What the feeder sends a job, until it says the file is done."""
     while (batch := feed.recv()) is not None:
         if batch == _STOP:
             raise _Stopped
-        yield from zip(*batch, strict=True)
+        yield from batch
 
 
 def _trouble(exc: BaseException) -> str:
@@ -467,24 +469,20 @@ def _stopped(trouble: str) -> str:
 
 def _job(
     settings: Settings,
-    path: Path,
     carrier_code: str,
     clock: Clock,
     share: Share,
+    ndjson: bool,
     out: Connection,
-    feed: Connection | None,
+    feed: Connection,
 ) -> None:
     """One job of a parallel import, in a process of its own: reports each commit."""
     try:
         engine = make_engine(settings.database_url)
         try:
-            with path.open("rb") as raw:
-                if feed is not None:
-                    events: Iterable[Any] = ndjson_numbered(_fed_lines(feed))
-                else:
-                    events = filter(share.keeps, read_events(path, raw))
-                for result in _import_events(engine, settings, carrier_code, clock, events, share.partitions):
-                    out.send(("commit", raw.tell() if feed is None else 0, result))
+            events = ndjson_numbered(_fed(feed)) if ndjson else _fed(feed)
+            for result in _import_events(engine, settings, carrier_code, clock, events, share.partitions):
+                out.send(("commit", result))
         finally:
             engine.dispose()
         out.send(("done",))
