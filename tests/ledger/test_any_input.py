@@ -9,11 +9,14 @@ or a name.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 from urllib.parse import quote
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer
 from tests.factories import ALICE, BOB, CAROL, id_number
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.settings import Settings
+from tongcha.ledger import importer
 from tongcha.ledger.models import LedgerEvent
+from tongcha.ledger.parse import CSV_COLUMNS
 
 CODES = {
     "INVALID_ARGUMENT",
@@ -222,3 +229,45 @@ def test_any_batch_file_is_answered_row_by_row(
         assert_error_shape(r.status_code, r.content)
         return
     assert r.headers["content-type"].startswith(media)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batch=items,
+    junk=st.lists(st.binary(max_size=30), max_size=3),
+    name=st.sampled_from(["events.ndjson", "events.csv", "events"]),
+    jobs=st.sampled_from([1, 2]),
+)
+def test_any_file_is_imported_event_by_event(
+    settings: Settings,
+    parties: dict[str, str],
+    sessions: sessionmaker[Session],
+    clock: FixedClock,
+    tmp_path_factory: pytest.TempPathFactory,
+    batch: list[Any],
+    junk: list[bytes],
+    name: str,
+    jobs: int,
+) -> None:
+    path = tmp_path_factory.mktemp("import") / name
+    if name.endswith(".csv"):
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(CSV_COLUMNS)
+        for item in batch:
+            event = item if isinstance(item, dict) else {"event_id": item}
+            holder = event["holder"] if isinstance(event.get("holder"), dict) else {}
+            fields = [*(event.get(k, "") for k in CSV_COLUMNS[:4]), holder.get("id_number", ""), holder.get("name", "")]
+            writer.writerow([*(v if isinstance(v, str) else dumps(v).decode() for v in fields), ""])
+        path.write_bytes(text.getvalue().encode("utf-8", "surrogatepass") + b"\n".join(junk))
+    else:
+        path.write_bytes(b"\n".join([dumps(item) for item in batch] + junk) + b"\n")
+    rejects = path.with_suffix(".rejects")
+    before = held_events(sessions)
+    totals = importer.import_file(settings, path, "CMCC", clock=clock, jobs=jobs, rejects=rejects)
+    assert held_events(sessions) == before + totals.accepted
+    assert_no_identity(rejects.read_bytes())
+    if "CSV header lacks" in " ".join(totals.by_rule):  # read as CSV, and refused whole
+        assert (totals.accepted, totals.duplicates, totals.rejected) == (0, 0, 1)
+    else:  # every item, and any line of junk, accounted for
+        assert totals.accepted + totals.duplicates + totals.rejected >= len(batch)

@@ -126,6 +126,28 @@ def test_a_file_without_extension_starting_with_a_byte_order_mark_is_read_as_ndj
 
 
 @pytest.mark.usefixtures("parties")
+def test_a_file_without_extension_whose_first_line_is_broken_is_read_as_ndjson_and_only_that_line_refused(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "events"
+    write_ndjson(path, events_for(2))
+    path.write_bytes(b'"event_id": "cut off at the start of the file\n' + path.read_bytes())
+    totals = importer.import_file(settings, path, "CMCC", clock=clock)
+    assert (totals.accepted, totals.rejected) == (2, 3)
+    assert totals.by_rule["malformed: line 1 is not JSON"] == 1
+
+
+@pytest.mark.usefixtures("parties")
+def test_a_file_without_extension_starting_with_a_header_is_read_as_csv(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "events"
+    path.write_bytes(write_csv(tmp_path / "events.csv", 3).read_bytes())
+    totals = importer.import_file(settings, path, "CMCC", clock=clock)
+    assert (totals.accepted, totals.rejected) == (3, 0)
+
+
+@pytest.mark.usefixtures("parties")
 def test_a_csv_file_starting_with_a_byte_order_mark_has_its_header_read(
     settings: Settings, clock: FixedClock, tmp_path: Path
 ) -> None:

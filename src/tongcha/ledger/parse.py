@@ -244,9 +244,20 @@ def json_array_events(body: bytes) -> list[Any]:
 
 
 def sniff_format(path: str, head: bytes) -> str:
+    """ "ndjson" or "csv": by the file's name, else by its first lines (``head``).
+
+    A file whose first line is an object is NDJSON; one whose first line is a list of
+    fields with no braces is CSV, its header. Otherwise (a first line that is neither,
+    a broken line say) a file with objects among its first lines is NDJSON, so that only
+    that line is refused, not the whole file as a CSV without its header."""
     lowered = path.lower()
     if lowered.endswith((".ndjson", ".jsonl", ".json")):
         return "ndjson"
     if lowered.endswith(".csv"):
         return "csv"
-    return "ndjson" if head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"{") else "csv"
+    lines = [line for line in (raw.strip() for raw in head.removeprefix(codecs.BOM_UTF8).splitlines()) if line]
+    if not lines or lines[0].startswith(b"{"):
+        return "ndjson" if lines else "csv"
+    if b"," in lines[0] and b"{" not in lines[0]:
+        return "csv"
+    return "ndjson" if any(line.startswith(b"{") for line in lines) else "csv"
