@@ -89,12 +89,12 @@ def import_with(jobs: int, settings: Settings, path: Path, clock: FixedClock, re
     )
 
 
-def test_a_parallel_import_leaves_the_ledger_one_job_leaves_whatever_way_the_numbers_are_written(
-    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
-) -> None:
-    first, rest = shuffled_events()
-    path = write_file(tmp_path / "events.ndjson", first + rest, hostile_lines())
-
+def imported_alike_by_one_and_three_jobs(
+    sessions: sessionmaker[Session], settings: Settings, path: Path, clock: FixedClock, tmp_path: Path
+) -> tuple[Counter[str], dict[str, Any]]:
+    """Import ``path`` with one job, then again into an empty ledger with three, and hold
+    the two alike: the same totals and refusals, the same ledger. Returns the totals and
+    that ledger; the refusals are in ``one.ndjson`` and ``three.ndjson`` under ``tmp_path``."""
     one = import_with(1, settings, path, clock, tmp_path / "one.ndjson")
     with sessions() as session:
         by_one_job = ledger(session)
@@ -102,9 +102,19 @@ def test_a_parallel_import_leaves_the_ledger_one_job_leaves_whatever_way_the_num
     three = import_with(3, settings, path, clock, tmp_path / "three.ndjson")
     with sessions() as session:
         by_three_jobs = ledger(session)
-
     assert three == one
     assert by_three_jobs == by_one_job
+    assert one["accepted"] > 0
+    return one, by_three_jobs
+
+
+def test_a_parallel_import_leaves_the_ledger_one_job_leaves_whatever_way_the_numbers_are_written(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    first, rest = shuffled_events()
+    path = write_file(tmp_path / "events.ndjson", first + rest, hostile_lines())
+
+    one, by_three_jobs = imported_alike_by_one_and_three_jobs(sessions, settings, path, clock, tmp_path)
     rejected = [orjson.loads(line) for line in (tmp_path / "three.ndjson").read_bytes().splitlines()]
     assert Counter(r["rule"] for r in rejected) == Counter(
         r["rule"] for r in map(orjson.loads, (tmp_path / "one.ndjson").read_bytes().splitlines())
@@ -153,20 +163,11 @@ def test_a_parallel_import_of_a_csv_file_leaves_the_ledger_one_job_leaves(
     path = tmp_path / "events.csv"
     path.write_bytes(csv_text(first + rest) + hostile_rows())
 
-    one = import_with(1, settings, path, clock, tmp_path / "one.ndjson")
-    with sessions() as session:
-        by_one_job = ledger(session)
-    forget_the_ledger(sessions)
-    three = import_with(3, settings, path, clock, tmp_path / "three.ndjson")
-    with sessions() as session:
-        by_three_jobs = ledger(session)
-
-    assert three == one
-    assert by_three_jobs == by_one_job
+    _, by_three_jobs = imported_alike_by_one_and_three_jobs(sessions, settings, path, clock, tmp_path)
     refused = Counter(r["event_id"] for r in map(orjson.loads, (tmp_path / "three.ndjson").read_bytes().splitlines()))
     assert refused["too-few"] == refused["not-utf8"] == 1
     assert {"row-2-lines", "spaced-1", "spaced-2"} <= set(by_three_jobs["events"])
-    assert one["accepted"] > len(first)
+    assert len(by_three_jobs["events"]) > len(first)
 
 
 def test_an_event_id_given_to_numbers_of_two_jobs_is_kept_once(
