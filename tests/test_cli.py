@@ -277,6 +277,7 @@ def test_malformed_rows_are_reported_as_rejected(sc: Scenario) -> None:
     out = sc.outputs["import bad"].stdout
     assert "accepted 1, duplicates 0, rejected 3" in out
     assert "bad_type" in out and "malformed" in out
+    assert f"every rejected event, with its reason: {sc.rejects}" in out
     written = [orjson.loads(line) for line in sc.rejects.read_text(encoding="utf-8").splitlines()]
     assert {r["event_id"] for r in written} == {"bad-2", "bad-3", "bad-4"}
     assert BAD_HOLDER[0] not in sc.rejects.read_text(encoding="utf-8")

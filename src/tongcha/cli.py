@@ -610,8 +610,23 @@ def ledger_import(
         f"accepted {totals.accepted:,}, duplicates {totals.duplicates:,}, rejected {totals.rejected:,} "
         f"in {elapsed:.1f}s ({rate:,.0f} events/s, {jobs} {'job' if jobs == 1 else 'jobs'})"
     )
-    for reason, count in sorted(totals.by_rule.items(), key=lambda kv: -kv[1])[:10]:
-        out.print(f"  rejected {count:,}: {reason}")
+    rules = totals.rules()
+    for rule, count, reasons in rules[:10]:
+        others = len(reasons) - 1
+        said = reasons[0] + (
+            f", and {others:,} other {'reason' if others == 1 else 'reasons'} like it" if others else ""
+        )
+        out.print(f"  rejected {count:,}: {rule}: {said}", markup=False, highlight=False)
+    if len(rules) > 10:
+        out.print(f"  and {len(rules) - 10:,} more rules")
+    if totals.rejected:
+        out.print(
+            f"every rejected event, with its reason: {rejects}"
+            if rejects is not None
+            else "to list every rejected event with its reason, run it again with --rejects FILE",
+            markup=False,
+            highlight=False,
+        )
 
 
 @ledger_app.command("check")

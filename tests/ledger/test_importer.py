@@ -251,3 +251,35 @@ def test_an_import_runs_a_job_per_core_it_may_use_on_postgresql_and_one_on_sqlit
         assert importer.import_jobs(on_pg) == 1
     finally:
         os.sched_setaffinity(0, allowed)
+
+
+def test_an_imports_refusals_are_summed_by_rule_whatever_day_or_line_their_reasons_name() -> None:
+    totals = importer.ImportTotals(rejected=6)
+    totals.by_rule.update(
+        {
+            "in_quarantine: activation inside quarantine, which lasts until 2025-03-21": 2,
+            "in_quarantine: activation inside quarantine, which lasts until 2026-06-08": 1,
+            "malformed: line 7 has 2 fields, the header has 7": 1,
+            "no_open_tenure: cancellation of a number nobody holds on 2024-05-08": 1,
+            "no_open_tenure: cancellation of a number nobody holds on 2024-05-09": 1,
+        }
+    )
+    assert totals.rules() == [
+        (
+            "in_quarantine",
+            3,
+            [
+                "activation inside quarantine, which lasts until 2025-03-21",
+                "activation inside quarantine, which lasts until 2026-06-08",
+            ],
+        ),
+        (
+            "no_open_tenure",
+            2,
+            [
+                "cancellation of a number nobody holds on 2024-05-08",
+                "cancellation of a number nobody holds on 2024-05-09",
+            ],
+        ),
+        ("malformed", 1, ["line 7 has 2 fields, the header has 7"]),
+    ]

@@ -54,7 +54,18 @@ class ImportTotals:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    # "rule: reason" of each refusal, counted.
     by_rule: Counter[str] = field(default_factory=Counter)
+
+    def rules(self) -> list[tuple[str, int, list[str]]]:
+        """Each rule the refusals broke, how often, and its reasons, most frequent first:
+        a reason names a day or a line, so one rule may read many ways."""
+        grouped: dict[str, tuple[int, list[str]]] = {}
+        for key, count in self.by_rule.most_common():
+            rule, _, reason = key.partition(": ")
+            total, reasons = grouped.get(rule, (0, []))
+            grouped[rule] = (total + count, [*reasons, reason])
+        return sorted(((rule, n, reasons) for rule, (n, reasons) in grouped.items()), key=lambda r: -r[1])
 
 
 def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
