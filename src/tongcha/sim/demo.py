@@ -41,14 +41,26 @@ from tongcha.web.app import create_app
 CARRIERS = {"CMCC": "China Mobile 中国移动", "CUCC": "China Unicom 中国联通", "CTCC": "China Telecom 中国电信"}
 
 
-def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Console) -> None:
-    with socket.socket() as listener:
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now.
+
+    As uvicorn binds, with ``SO_REUSEADDR``: connections of a server just stopped linger
+    on its port for a minute (TIME_WAIT) and do not keep the next one from listening
+    there; another server listening does."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            listener.bind((host, port))
+            probe.bind((host, port))
         except OSError:
-            # Otherwise the wait below would find the other server and report success.
-            console.print(f"[red]{host}:{port} is in use (another demo?); stop it or pass --port[/red]")
-            raise SystemExit(1) from None
+            return False
+    return True
+
+
+def run_demo(*, host: str, port: int, numbers: int, database: Path, console: Console) -> None:
+    if not port_free(host, port):
+        # Otherwise the wait below would find the other server and report success.
+        console.print(f"[red]{host}:{port} is in use (another demo?); stop it or pass --port[/red]")
+        raise SystemExit(1)
     url = f"sqlite:///{database.resolve()}"
     settings = Settings(env="dev", database_url=url)
     upgrade(url)
