@@ -1,0 +1,83 @@
+"""A carrier's small batches look their events up by index, however the ledger has grown.
+
+The hub's connections live long, and the driver prepares a statement it has run five
+times on one; the server may then keep one generic plan for it. A plan for the lookup
+of a batch's event ids made while the ledger was nearly empty reads the whole table,
+and kept doing so as the table grew: every small batch then read every event of its
+carrier.
+The plans the server runs are read here as it reports them (``auto_explain``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.orm import Session
+
+from tests.factories import ALICE, ev
+from tongcha.kit.clock import FixedClock
+from tongcha.kit.settings import Settings
+from tongcha.ledger import importer, service
+from tongcha.ledger import repository as repo
+
+pytestmark = [
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+    pytest.mark.usefixtures("parties"),
+]
+
+
+@pytest.fixture
+def plans(engine: Engine) -> Iterator[list[str]]:
+    """The plan of every statement the engine's connections run, as the server reports it."""
+    seen: list[str] = []
+
+    def explain(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.add_notice_handler(lambda diag: seen.append(diag.message_primary or ""))
+        with dbapi_conn.cursor() as cur:
+            cur.execute("LOAD 'auto_explain'")
+            cur.execute("SET auto_explain.log_min_duration = 0")
+            cur.execute("SET auto_explain.log_level = notice")
+        dbapi_conn.commit()
+
+    event.listen(engine, "connect", explain)
+    engine.dispose()  # connections made from now on report their plans
+    yield seen
+    event.remove(engine, "connect", explain)
+    engine.dispose()
+
+
+def send(conn: Connection, settings: Settings, clock: FixedClock, events: list[dict[str, Any]]) -> None:
+    """What the API does with a batch, on this one connection."""
+    with Session(bind=conn) as session, session.begin():
+        carrier = repo.carrier_by_code(session, "CMCC")
+        assert carrier is not None
+        service.ingest(session, carrier, events, clock=clock, settings=settings, source="api")
+
+
+def test_a_small_batch_reads_the_event_id_index_after_the_ledger_grew_under_a_kept_connection(
+    engine: Engine, plans: list[str], settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    with engine.connect() as conn:
+        for b in range(20):  # the feed's first batches, on a ledger nearly empty
+            batch = [ev("activated", f"+86138{b:03d}{i:05d}", "2020-01-01", ALICE) for i in range(100)]
+            send(conn, settings, clock, batch)
+        # The ledger grows, from a bulk import, while the connection is kept.
+        path = tmp_path / "bulk.ndjson"
+        path.write_bytes(
+            b"".join(
+                orjson.dumps(ev("activated", f"+86139{i:08d}", "2020-01-01", ALICE)) + b"\n" for i in range(20_000)
+            )
+        )
+        importer.import_file(settings, path, "CMCC", clock=clock, jobs=1)
+        plans.clear()
+        send(conn, settings, clock, [ev("cancelled", "+8613800000001", "2021-01-01")])
+        conn.execute(text("SELECT 1"))  # the transaction's notices have all arrived
+    lookups = [p for p in plans if "ledger_events.event_id = any" in p or "ledger_events.number = any" in p]
+    assert len(lookups) == 2, plans
+    for plan in lookups:  # each list is looked up in an index, not matched against every row
+        assert "Index Cond" in plan and "Filter" not in plan and "Seq Scan" not in plan, plan
