@@ -1,11 +1,10 @@
 """A carrier's small batches look their events up by index, however the ledger has grown.
 
-The hub's connections live long, and the driver prepares a statement it has run five
-times on one; the server may then keep one generic plan for it. A plan for the lookup
-of a batch's event ids made while the ledger was nearly empty reads the whole table,
-and kept doing so as the table grew: every small batch then read every event of its
-carrier.
-The plans the server runs are read here as it reports them (``auto_explain``).
+A batch's event ids and numbers are looked up in the ledger. Matched as one list, the
+lookup was planned, whenever the table's statistics lagged behind it (after an import,
+while a feed grew it) or a connection kept a plan made while the table was small, as a
+pass over every event of the carrier: each small batch then cost as much as the ledger
+is large. The plans the server runs are read here as it reports them (``auto_explain``).
 """
 
 from __future__ import annotations
@@ -77,7 +76,7 @@ def test_a_small_batch_reads_the_event_id_index_after_the_ledger_grew_under_a_ke
         plans.clear()
         send(conn, settings, clock, [ev("cancelled", "+8613800000001", "2021-01-01")])
         conn.execute(text("SELECT 1"))  # the transaction's notices have all arrived
-    lookups = [p for p in plans if "ledger_events.event_id = any" in p or "ledger_events.number = any" in p]
-    assert len(lookups) == 2, plans
+    lookups = [p for p in plans if "Query Text: SELECT" in p and "FROM ledger_events" in p.replace("\n", " ")]
+    assert len(lookups) == 2, plans  # the event ids, and the numbers' events
     for plan in lookups:  # each list is looked up in an index, not matched against every row
         assert "Index Cond" in plan and "Filter" not in plan and "Seq Scan" not in plan, plan

@@ -149,10 +149,7 @@ def ingest(
 
     Each event is accepted, counted as a duplicate of one already held, or rejected with
     a code and reason; the batch is parsed and written in chunks so it may be any size.
-    Its lookups are planned for its own events (``repo.plan_lookups_afresh``): a batch
-    sent to the API is small beside the ledger, on a connection that lives long.
     """
-    repo.plan_lookups_afresh(session)
     stream = ParsedStream(
         raw_events, parser_for(session, carrier, clock=clock, settings=settings), settings.ingest_chunk_size
     )
