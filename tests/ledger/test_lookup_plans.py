@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import ALICE, ev
 from tongcha.kit.clock import FixedClock
@@ -80,3 +80,17 @@ def test_a_small_batch_reads_the_event_id_index_after_the_ledger_grew_under_a_ke
     assert len(lookups) == 2, plans  # the event ids, and the numbers' events
     for plan in lookups:  # each list is looked up in an index, not matched against every row
         assert "Index Cond" in plan and "Filter" not in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_number_listed_twice_brings_its_events_once(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions() as session, session.begin():
+        carrier = repo.carrier_by_code(session, "CMCC")
+        assert carrier is not None
+        number = "+8613800138000"
+        events = [ev("activated", number, "2020-01-01", ALICE), ev("cancelled", number, "2021-01-01")]
+        service.ingest(session, carrier, events, clock=clock, settings=settings, source="api")
+    with sessions() as session:
+        found = repo.events_of(session, [13800138000, 13800138000])
+    assert sorted(e.type.value for e in found[13800138000]) == ["activated", "cancelled"]

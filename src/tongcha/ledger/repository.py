@@ -77,7 +77,7 @@ def existing_event_ids(session: Session, carrier_id: int, event_ids: Sequence[st
     batch through the API, is probed id by id: matched as a whole, it was planned as a
     pass over every event of the carrier whenever the table's statistics lagged behind
     it (after an import, while a feed grew it), 15-17 ms for 100 ids by 100,000 events,
-    against 0.5 ms probed (docs/benchmarks.md §1)."""
+    against 0.5 ms probed (docs/benchmarks.md §5)."""
     if not event_ids:
         return set()
     if is_postgres(session):
@@ -124,8 +124,9 @@ def events_of(session: Session, numbers: Sequence[int]) -> dict[int, list[Event]
     if not numbers:
         return out
     if is_postgres(session):
-        listed = ",".join(map(str, numbers))
-        if len(numbers) <= _PROBE_AT_MOST:
+        unique = dict.fromkeys(numbers)  # a number probed twice would bring its events twice
+        listed = ",".join(map(str, unique))
+        if len(unique) <= _PROBE_AT_MOST:
             rows: Iterable[Any] = session.execute(_PROBE_NUMBERS, {"nums": listed})
         else:
             nums = text("string_to_array(:nums, ',')::int8[]").bindparams(nums=listed)
