@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import islice
@@ -50,11 +50,19 @@ def _answerable(rejection: dict[str, str | None]) -> dict[str, str | None]:
     return rejection if event_id is None or jsonio.is_utf8(event_id) else {**rejection, "event_id": None}
 
 
-def parser_for(session: Session, carrier: Carrier, *, clock: Clock, settings: Settings) -> EventParser:
-    """A parser for ``carrier``'s events, knowing every carrier a port may name."""
+def parser_for(
+    session: Session,
+    carrier: Carrier,
+    *,
+    clock: Clock,
+    settings: Settings,
+    carriers: Sequence[Carrier] | None = None,
+) -> EventParser:
+    """A parser for ``carrier``'s events, knowing every carrier a port may name
+    (``carriers``, when the caller has them already)."""
     return EventParser(
         carrier.id,
-        {c.code: c.id for c in repo.carriers(session)},
+        {c.code: c.id for c in (repo.carriers(session) if carriers is None else carriers)},
         Digester.from_settings(settings),
         ZoneInfo(settings.timezone),
         clock.now(),
@@ -150,11 +158,14 @@ def ingest(
     Each event is accepted, counted as a duplicate of one already held, or rejected with
     a code and reason; the batch is parsed and written in chunks so it may be any size.
     """
+    known = repo.carriers(session)  # once: a batch through the API may be a few events
     stream = ParsedStream(
-        raw_events, parser_for(session, carrier, clock=clock, settings=settings), settings.ingest_chunk_size
+        raw_events,
+        parser_for(session, carrier, clock=clock, settings=settings, carriers=known),
+        settings.ingest_chunk_size,
     )
     try:
-        return ingest_parsed(session, carrier, stream, clock=clock, settings=settings, source=source)
+        return ingest_parsed(session, carrier, stream, clock=clock, settings=settings, source=source, carriers=known)
     finally:
         stream.close()
 
@@ -168,15 +179,17 @@ def ingest_parsed(
     settings: Settings,
     source: str,
     partitions: Collection[int] | None = None,
+    carriers: Sequence[Carrier] | None = None,
 ) -> IngestResult:
     """Write parsed chunks as one ledger revision; flushes, never commits.
 
     With ``partitions`` (a job of a parallel import) every event must be of a number in
     those ledger partitions, and other writers of other partitions may run meanwhile.
+    ``carriers`` is every carrier, when the caller has read them already.
     A batch with no events at all writes nothing: its answer names the revision the
     ledger is at, which already holds everything the batch would have changed.
     """
-    quarantine = {c.id: c.quarantine_days for c in repo.carriers(session)}
+    quarantine = {c.id: c.quarantine_days for c in (repo.carriers(session) if carriers is None else carriers)}
     result = IngestResult()
     owned = frozenset(partitions) if partitions is not None else None
     with ledger_write_lock(session, owned):
