@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import threading
 from datetime import date, timedelta
 
 import numpy as np
@@ -13,10 +14,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.factories import id_number
+from tests.factories import ALICE, BOB, ev, id_number
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
 from tongcha.ledger import index as ledger_index
+from tongcha.ledger import repository as repo
 from tongcha.ledger import service
 from tongcha.ledger.index import EPOCH, RESULT_NAMES, LedgerIndex, Snapshot, from_day
 from tongcha.ledger.models import Carrier
@@ -261,3 +263,59 @@ def test_single_position_agrees_with_the_vectorised_lookup() -> None:
     expected = snap.positions(asked)
     assert [snap.position(int(n)) for n in asked] == expected.tolist()
     assert (expected >= 0).sum() >= len(numbers[::97])
+
+
+@pytest.mark.usefixtures("parties")
+def test_a_refresh_that_read_before_a_change_does_not_hide_it_from_a_refresh_that_read_after(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two refreshes at once (after a carrier's post, and for a check): the first reads
+    # the ledger, the number changes again and the second reads and applies that; the
+    # first then applies what it read. The index must not end with the older state
+    # under a revision that says it has the newer one.
+    number = "+8613800138000"
+
+    def send(events: list[dict[str, object]]) -> None:
+        with sessions() as session, session.begin():
+            carrier = session.query(Carrier).filter_by(code="CMCC").one()
+            assert service.ingest(session, carrier, events, clock=clock, settings=settings, source="test").accepted
+
+    send([ev("activated", number, "2020-01-01", ALICE)])
+    idx = ledger_index.load(engine)
+    send([ev("cancelled", number, "2021-01-01")])  # what the first refresh reads
+
+    read = threading.Event()
+    later_applied = threading.Event()
+    summaries = repo.number_summaries_since
+
+    def first_reader(session: Session, revision: int) -> list[tuple[int, date, date | None, date]]:
+        rows = summaries(session, revision)
+        if threading.current_thread().name == "first":
+            read.set()
+            later_applied.wait(1)  # the second refresh goes on meanwhile, if it may
+        return rows
+
+    monkeypatch.setattr(repo, "number_summaries_since", first_reader)
+
+    def refresh() -> None:
+        with sessions() as session:
+            idx.refresh(session)
+
+    first = threading.Thread(target=refresh, name="first")
+    first.start()
+    assert read.wait(10)
+    send([ev("activated", number, "2021-06-01", BOB)])  # re-issued: what the second reads
+
+    def refresh_and_say() -> None:
+        refresh()
+        later_applied.set()
+
+    second = threading.Thread(target=refresh_and_say, name="second")
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert idx.lookup(13800138000) == (date(2020, 1, 1), date(2021, 6, 1), date(2021, 6, 1))

@@ -154,6 +154,9 @@ class LedgerIndex:
         self._overlay: dict[int, tuple[int, int, int]] = {}
         self._overlay_arrays: tuple[I64, U16, U16, U16] | None = None
         self._lock = threading.Lock()
+        # One refresh at a time: one that read the ledger before another must not apply
+        # what it read after the other's newer rows, under the other's revision.
+        self._refreshing = threading.Lock()
         self._merge_at = merge_at
         self.refreshed_at = 0.0
 
@@ -183,14 +186,15 @@ class LedgerIndex:
         Stamped before the query: checks arriving meanwhile answer from the index as it is
         instead of each starting (or queueing behind) a refresh of their own."""
         self.refreshed_at = time.monotonic()
-        # Nothing newer has committed: no need to wait for the writers in flight, whose
-        # revisions are all above ours (ours was settled).
-        if repo.latest_revision(session) <= self.revision:
-            return 0
-        latest = repo.settled_revision(session)
-        rows = repo.number_summaries_since(session, self.revision)
-        self.apply(rows, latest)
-        return len(rows)
+        with self._refreshing:
+            # Nothing newer has committed: no need to wait for the writers in flight,
+            # whose revisions are all above ours (ours was settled).
+            if repo.latest_revision(session) <= self.revision:
+                return 0
+            latest = repo.settled_revision(session)
+            rows = repo.number_summaries_since(session, self.revision)
+            self.apply(rows, latest)
+            return len(rows)
 
     def _merge(self) -> None:
         numbers, first, open_since, last = self._overlay_view()
