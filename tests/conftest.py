@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 import uvicorn
@@ -162,6 +163,28 @@ def live_hub(settings: Settings, clock: FixedClock, engine: Engine, parties: dic
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+# The codes API.md gives a 4xx answer (its INTERNAL and UNAVAILABLE are 5xx).
+API_ERROR_CODES = frozenset(
+    {
+        "INVALID_ARGUMENT",
+        "OUT_OF_RANGE",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "NOT_FOUND",
+        "CONFLICT",
+        "TOO_MANY_REQUESTS",
+    }
+)
+
+
+def assert_error_shape(status: int, body: bytes) -> str:
+    """A 4xx answer in API.md's error shape; its code."""
+    assert 400 <= status < 500, (status, body[:300])
+    error = orjson.loads(body)["error"]
+    assert error["code"] in API_ERROR_CODES and isinstance(error["message"], str) and error["message"], error
+    return str(error["code"])
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import bearer
+from tests.conftest import API_ERROR_CODES, assert_error_shape, bearer
 from tests.factories import ALICE, BOB, CAROL, id_number
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
@@ -31,16 +31,6 @@ from tongcha.ledger import importer
 from tongcha.ledger.models import LedgerEvent
 from tongcha.ledger.parse import CSV_COLUMNS
 
-CODES = {
-    "INVALID_ARGUMENT",
-    "OUT_OF_RANGE",
-    "UNAUTHENTICATED",
-    "PERMISSION_DENIED",
-    "NOT_FOUND",
-    "CONFLICT",
-    "TOO_MANY_REQUESTS",
-    "UNSUPPORTED_MEDIA_TYPE",
-}
 # Values of identity that must never come back in an answer: valid ones, one with a bad
 # check digit, one with a birth date that does not exist.
 ID_NUMBERS = [ALICE["id_number"], BOB["id_number"], CAROL["id_number"], id_number(serial=404)[:-1] + "0"]
@@ -116,13 +106,6 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-def assert_error_shape(status: int, body: bytes) -> str:
-    assert 400 <= status < 500, (status, body[:300])
-    error = orjson.loads(body)["error"]
-    assert error["code"] in CODES and isinstance(error["message"], str) and error["message"]
-    return str(error["code"])
-
-
 def assert_no_identity(body: bytes) -> None:
     text = body.decode("utf-8", "replace")
     for value in (*ID_NUMBERS, *NAMES):
@@ -149,7 +132,7 @@ def test_any_json_array_of_events_is_answered_item_by_item_and_written_whole(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["accepted"] + body["duplicates"] + len(body["rejected"]) == len(batch)
-    assert all(rej["code"] in CODES and rej["reason"] for rej in body["rejected"])
+    assert all(rej["code"] in API_ERROR_CODES and rej["reason"] for rej in body["rejected"])
     assert held_events(sessions) == before + body["accepted"]
 
 
