@@ -20,24 +20,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import drop_db, fresh_db, machine, median, table
-from ingest import make_file
+from ingest import NOW, make_file, ready_for_import
 from tongcha.kit.clock import FixedClock
-from tongcha.kit.db import make_engine, make_sessionmaker
-from tongcha.kit.migrate import upgrade
-from tongcha.kit.settings import Settings
 from tongcha.ledger.importer import import_file
-from tongcha.parties import add_carrier
 
 ROOT = Path(__file__).resolve().parent.parent
 TONGCHA = str(ROOT / ".venv" / "bin" / "tongcha")
-NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
 
 
 def _database(sqlite: bool, tmp: Path, name: str) -> str:
@@ -95,13 +89,9 @@ def over_http(url: str, lines: list[bytes], batch: int, port: int, tmp: Path) ->
 
 
 def in_bulk(url: str, path: Path) -> float:
-    upgrade(url)
-    engine = make_engine(url)
-    with make_sessionmaker(engine)() as session, session.begin():
-        add_carrier(session, "CMCC", "China Mobile", 90, NOW)
-    engine.dispose()
+    settings = ready_for_import(url)
     started = time.perf_counter()
-    import_file(Settings(env="dev", database_url=url), path, "CMCC", clock=FixedClock(NOW), jobs=1)
+    import_file(settings, path, "CMCC", clock=FixedClock(NOW), jobs=1)
     return time.perf_counter() - started
 
 

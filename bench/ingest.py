@@ -106,15 +106,21 @@ def writes_alone(conn: psycopg.Connection[tuple[object, ...]]) -> float:
     return took
 
 
+def ready_for_import(url: str) -> Settings:
+    """The database at ``url`` migrated, with the carrier CMCC; settings for importing into it."""
+    upgrade(url)
+    settings = Settings(env="dev", database_url=url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        add_carrier(session, "CMCC", "China Mobile", 90, NOW)
+    engine.dispose()
+    return settings
+
+
 def one_run(path: Path, profile: bool, jobs: int = 1) -> tuple[float, int, float, float]:
     url = fresh_db("ingest")
     try:
-        upgrade(url)
-        settings = Settings(env="dev", database_url=url)
-        engine = make_engine(settings.database_url)
-        with make_sessionmaker(engine)() as session, session.begin():
-            add_carrier(session, "CMCC", "China Mobile", 90, NOW)
-        engine.dispose()
+        settings = ready_for_import(url)
         prof = cProfile.Profile() if profile else None
         started = time.perf_counter()
         if prof:
