@@ -11,10 +11,12 @@ import csv
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +29,9 @@ from sqlalchemy import text
 
 from tests.conftest import PG_ADMIN, bearer, fresh_pg_database, refusing_rows
 from tests.factories import ev, id_number
-from tongcha.kit.db import make_engine
+from tongcha.kit.db import make_engine, wait_for_ledger_writers
 from tongcha.kit.settings import Settings
+from tongcha.sim.ledger import SynthConfig, generate
 from tongcha.web.app import create_app
 
 TONGCHA = str(Path(sys.executable).with_name("tongcha"))
@@ -344,6 +347,71 @@ def test_an_import_the_database_refuses_stops_in_one_line_and_keeps_nothing_half
     assert said.count("the import stopped") == 1
     assert re.search(r"the import stopped: \w+: the ledger_events table refuses rows;", said)
     assert "what was committed is kept, and running it again goes on" in said
+
+
+WAITING_FOR_THE_LEDGER = (
+    "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+    "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted"
+)
+
+
+def _until(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "waited too long"
+        time.sleep(0.005)
+
+
+def test_ctrl_c_stops_every_job_of_an_import_and_says_what_its_commits_kept(tmp_path: Path) -> None:
+    events = tmp_path / "ledger.ndjson"
+    with events.open("wb") as out:
+        for event in generate(SynthConfig(numbers=1_000, carriers=("CMCC",), seed=5)):
+            event.pop("carrier")
+            out.write(orjson.dumps(event) + b"\n")
+    total = sum(1 for _ in events.open("rb"))
+    with fresh_pg_database() as url:
+        run_cli(url, "carrier", "add", "CMCC", "--name", "China Mobile")
+        engine = make_engine(url)
+        env = {**os.environ, "TONGCHA_DATABASE_URL": url, "TONGCHA_ENV": "dev", "COLUMNS": "200"}
+        env |= {"TONGCHA_INGEST_CHUNK_SIZE": "50", "TONGCHA_IMPORT_COMMIT_EVENTS": "100"}
+
+        def scalar(sql: str) -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(text(sql)).scalar_one())
+
+        try:
+            command = [TONGCHA, "ledger", "import", str(events), "--carrier", "CMCC", "--jobs", "2"]
+            # A session of its own, as a terminal's foreground group: Ctrl+C reaches every job.
+            proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            try:
+                _until(lambda: scalar("SELECT COUNT(*) FROM ledger_revisions") > 0)
+                # The ledger is held from here: the import stops at its next commit, mid-file.
+                with engine.connect() as holder, holder.begin():
+                    wait_for_ledger_writers(holder)
+                    _until(lambda: scalar(WAITING_FOR_THE_LEDGER) > 0)
+                    os.killpg(proc.pid, signal.SIGINT)
+                    _, stderr = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            assert proc.returncode == 130
+            assert "Traceback" not in stderr
+            said = " ".join(stderr.split())
+            assert "the import was interrupted; running it again goes on" in said
+            told = re.search(
+                r"committed before it stopped, and kept: accepted ([\d,]+), duplicates 0, rejected (\d+)", said
+            )
+            assert told is not None, said
+            kept = scalar("SELECT COUNT(*) FROM ledger_events")
+            assert 0 < kept < total
+            assert int(told.group(1).replace(",", "")) == kept == scalar("SELECT SUM(accepted) FROM ledger_revisions")
+            with pytest.raises(ProcessLookupError):  # no job is left running
+                os.killpg(proc.pid, 0)
+            again = run_cli(url, "ledger", "import", str(events), "--carrier", "CMCC", "--jobs", "2")
+            assert f"duplicates {kept:,}," in again.stdout
+            assert scalar("SELECT COUNT(*) FROM ledger_revisions WHERE accepted > 0") > 1
+        finally:
+            engine.dispose()
 
 
 def test_ledger_check_whose_rows_cannot_be_logged_fails_and_says_so(sc: Scenario) -> None:

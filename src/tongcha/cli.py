@@ -22,6 +22,7 @@ from tongcha.kit.clock import SystemClock
 from tongcha.kit.settings import InsecureSettingsError, Settings, get_settings
 
 if TYPE_CHECKING:
+    from tongcha.ledger.importer import ImportTotals
     from tongcha.platforms.dispatch import FanoutWorker
     from tongcha.platforms.fanout import Progress as FanoutProgress
 
@@ -587,23 +588,40 @@ def ledger_import(
     ] = None,
 ) -> None:
     """Load lifecycle events from a file; safe to re-run (duplicates are skipped)."""
-    from tongcha.ledger.importer import ImportFailed, import_file, import_jobs
+    from tongcha.ledger.importer import ImportFailed, ImportTotals, import_file, import_jobs
 
     settings = _settings()
     jobs = import_jobs(settings, jobs)
     size = file.stat().st_size
     started = time.perf_counter()
+    totals = ImportTotals()
+    stopped: tuple[str, int] | None = None  # why, and the exit code
     with Progress(
         TextColumn("importing"), BarColumn(), TransferSpeedColumn(), TimeElapsedColumn(), console=err
     ) as progress:
         task = progress.add_task("import", total=size)
         try:
-            totals = import_file(
-                settings, file, carrier, lambda done: progress.update(task, completed=done), rejects, jobs=jobs
+            import_file(
+                settings,
+                file,
+                carrier,
+                lambda done: progress.update(task, completed=done),
+                rejects,
+                jobs=jobs,
+                totals=totals,
             )
-        except (LookupError, ImportFailed) as exc:
+        except LookupError as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
+        except ImportFailed as exc:
+            stopped = (str(exc), 1)
+        except KeyboardInterrupt:
+            stopped = ("the import was interrupted; running it again goes on", 130)
+    if stopped is not None:
+        # Said once the progress bar is done with, so that it comes last.
+        err.print(stopped[0], style="red", markup=False, highlight=False)
+        err.print(_kept(totals), markup=False, highlight=False)
+        raise typer.Exit(stopped[1])
     elapsed = time.perf_counter() - started
     rate = (totals.accepted + totals.duplicates + totals.rejected) / max(elapsed, 1e-9)
     out.print(
@@ -627,6 +645,16 @@ def ledger_import(
             markup=False,
             highlight=False,
         )
+
+
+def _kept(totals: ImportTotals) -> str:
+    """What the commits of an import that stopped early hold."""
+    if not totals.accepted + totals.duplicates + totals.rejected:
+        return "nothing was committed"
+    return (
+        f"committed before it stopped, and kept: accepted {totals.accepted:,}, "
+        f"duplicates {totals.duplicates:,}, rejected {totals.rejected:,}"
+    )
 
 
 @ledger_app.command("check")

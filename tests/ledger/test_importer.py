@@ -25,10 +25,9 @@ from tongcha.ledger.parse import csv_events
 
 
 @pytest.fixture
-def small_commits(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def small_commits(settings: Settings) -> Settings:
     """Chunks of 2 events, a commit every 4: a short file spans several commits."""
-    monkeypatch.setattr(importer, "COMMIT_EVERY", 4)
-    return settings.model_copy(update={"ingest_chunk_size": 2})
+    return settings.model_copy(update={"ingest_chunk_size": 2, "import_commit_events": 4})
 
 
 @pytest.fixture
@@ -87,9 +86,8 @@ def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the
     monkeypatch: pytest.MonkeyPatch,
     jobs: int,
 ) -> None:
-    monkeypatch.setattr(importer, "COMMIT_EVERY", 100)
     monkeypatch.setattr(importer, "_FEED_BATCH", 10)  # jobs get rows before the disk fails
-    per_commit = settings.model_copy(update={"ingest_chunk_size": 50})
+    per_commit = settings.model_copy(update={"ingest_chunk_size": 50, "import_commit_events": 100})
 
     # 400 rows (~40 KB), and the disk fails after 350 of them: after several commits.
     def unreadable_after_the_rows(text: IO[str]) -> Iterator[Any]:
@@ -98,20 +96,49 @@ def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the
 
     monkeypatch.setattr(importer, "csv_events", unreadable_after_the_rows)
     path = write_csv(tmp_path / "events.csv", 400)
+    totals = importer.ImportTotals()
     with pytest.raises(
         importer.ImportFailed, match=r"stopped: OSError: .* Input/output error; what was committed is kept"
     ):
-        importer.import_file(per_commit, path, "CMCC", clock=clock, jobs=jobs)
+        importer.import_file(per_commit, path, "CMCC", clock=clock, jobs=jobs, totals=totals)
     monkeypatch.setattr(importer, "csv_events", csv_events)
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
     with sessions() as session:
         kept = session.scalar(select(func.count()).select_from(LedgerEvent))
     assert kept is not None and 0 < kept < 400 and kept % 100 == 0  # whole commits only
+    assert totals.accepted == kept  # what the caller is told was kept
     # The carrier mends the file and runs it again: what was kept counts as duplicates.
     write_csv(path, 400)
     again = importer.import_file(per_commit, path, "CMCC", clock=clock, jobs=jobs)
     assert (again.accepted, again.duplicates, again.rejected) == (400 - kept, kept, 0)
+
+
+@pytest.mark.usefixtures("parties", "collector_on")
+def test_a_one_job_import_interrupted_after_two_commits_keeps_them_tells_the_caller_and_goes_on_when_run_again(
+    settings: Settings, sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+) -> None:
+    per_commit = settings.model_copy(update={"ingest_chunk_size": 50, "import_commit_events": 100})
+    path = write_csv(tmp_path / "events.csv", 400)
+    commits = []
+
+    def ctrl_c_after_the_second_commit(done: int) -> None:
+        commits.append(done)
+        if len(commits) == 2:
+            raise KeyboardInterrupt
+
+    totals = importer.ImportTotals()
+    with pytest.raises(KeyboardInterrupt):
+        importer.import_file(
+            per_commit, path, "CMCC", ctrl_c_after_the_second_commit, clock=clock, jobs=1, totals=totals
+        )
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerEvent)) == 200
+    assert (totals.accepted, totals.duplicates, totals.rejected) == (200, 0, 0)
+    again = importer.import_file(per_commit, path, "CMCC", clock=clock)
+    assert (again.accepted, again.duplicates, again.rejected) == (200, 200, 0)
 
 
 @pytest.mark.usefixtures("parties")

@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import threading
+import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.factories import ALICE, BOB, ev
 from tests.ledger.test_chunked_ingest import forget_the_ledger, ledger, shuffled_events
 from tongcha.kit.clock import FixedClock
-from tongcha.kit.db import LEDGER_PARTITIONS, ledger_partition, ledger_write_lock
+from tongcha.kit.db import LEDGER_PARTITIONS, ledger_partition, ledger_write_lock, wait_for_ledger_writers
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer, service
 from tongcha.ledger import repository as repo
@@ -238,9 +239,8 @@ def test_a_parallel_import_cut_short_by_a_broken_file_keeps_whole_commits_and_go
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(importer, "COMMIT_EVERY", 40)
     monkeypatch.setattr(importer, "_FEED_BATCH", 10)
-    small = settings.model_copy(update={"ingest_chunk_size": 20})
+    small = settings.model_copy(update={"ingest_chunk_size": 20, "import_commit_events": 40})
     # Each number's events in time order, so that where the commits fall changes nothing.
     events = list(generate(SynthConfig(numbers=120, seed=23, carriers=("CMCC",))))
     for event in events:
@@ -287,6 +287,39 @@ def test_a_job_that_dies_stops_the_import_and_says_which(
     monkeypatch.setattr(importer, "_import_events", import_events)
     again = importer.import_file(settings, path, "CMCC", clock=clock, jobs=2)
     assert again.accepted > 0
+
+
+def test_an_interrupted_parallel_import_counts_the_commits_its_jobs_made_before_it_heard_of_them(
+    engine: Engine, settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    small = settings.model_copy(update={"ingest_chunk_size": 20, "import_commit_events": 40})
+    events = list(generate(SynthConfig(numbers=600, seed=29, carriers=("CMCC",))))
+    for event in events:
+        event.pop("carrier")
+    path = write_file(tmp_path / "events.ndjson", events)
+    totals = importer.ImportTotals()
+
+    def kept() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT COUNT(*) FROM ledger_events")).scalar_one())
+
+    holder = engine.connect()
+
+    def busy_then_ctrl_c(_done: int) -> None:
+        # This process is busy (here, in its progress callback) while the jobs go on
+        # committing and reporting; then Ctrl+C, with their reports still unread.
+        while kept() <= totals.accepted:
+            time.sleep(0.005)
+        holder.begin()
+        wait_for_ledger_writers(holder)  # the jobs' next commits wait: the count stays
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            importer.import_file(small, path, "CMCC", busy_then_ctrl_c, clock=clock, jobs=2, totals=totals)
+        assert 0 < totals.accepted == kept() < len(events)
+    finally:
+        holder.close()
 
 
 # ----- the locks ----------------------------------------------------------------------

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # How far ahead of the hub's clock an event may be stamped (carriers' clocks drift).
     clock_skew_seconds: int = 300
     ingest_chunk_size: int = 20_000
+    # Events per commit of `tongcha ledger import`: what an interrupted import leaves to
+    # do again. Fewer a commit cost more commits; more keep a transaction open longer.
+    import_commit_events: int = Field(default=100_000, ge=1)
     # How often an API process pulls ledger changes into its in-memory index.
     index_refresh_seconds: float = 1.0
     check_log_flush_ms: float = 2.0

@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -45,8 +46,6 @@ from tongcha.ledger.models import Carrier, ReassignmentBatch
 from tongcha.ledger.parse import Rejection, csv_events, ndjson_events, ndjson_numbered, numbered_lines, sniff_format
 from tongcha.ledger.tasks import BatchBlock, CheckLog, Receipts
 from tongcha.platforms.models import Platform
-
-COMMIT_EVERY = 100_000
 
 
 @dataclass
@@ -129,18 +128,22 @@ def import_file(
     rejects: Path | None = None,
     clock: Clock | None = None,
     jobs: int | None = None,
+    totals: ImportTotals | None = None,
 ) -> ImportTotals:
-    """Stream a file into the ledger, committing about every ``COMMIT_EVERY`` events.
+    """Stream a file into the ledger, committing about every ``import_commit_events``
+    events (a setting).
 
     The file is read and parsed on a thread of its own, ahead of the writes. Each commit
-    is whole; a run cut short leaves whole chunks behind, and running again counts them
+    is whole; a run cut short leaves whole commits behind, and running again counts them
     as duplicates and goes on. With more than one job (``import_jobs``) each job is a
     process of its own that imports the events of its share of the numbers, beside the
-    others. ``ImportFailed`` says when the file or the database failed on the way.
+    others. ``ImportFailed`` says when the file or the database failed on the way, and
+    ``KeyboardInterrupt`` (Ctrl+C) stops the jobs too. ``totals`` counts the commits as
+    they land, so a caller that passes its own still has them when the import stops early.
     """
     clock = clock or SystemClock()
     jobs = import_jobs(settings, jobs)
-    totals = ImportTotals()
+    totals = totals if totals is not None else ImportTotals()
     reject_out = rejects.open("w", encoding="utf-8") if rejects else None
 
     def committed(result: Committed) -> None:
@@ -189,9 +192,9 @@ def _import_events(
     raw_events: Iterable[Any],
     partitions: list[int] | None = None,
 ) -> Iterator[Committed]:
-    """Parse and write raw events, one whole commit about every ``COMMIT_EVERY`` of them."""
+    """Parse and write raw events, one whole commit about every ``import_commit_events``."""
     sessions = make_sessionmaker(engine)
-    per_commit = max(1, COMMIT_EVERY // settings.ingest_chunk_size)
+    per_commit = max(1, settings.import_commit_events // settings.ingest_chunk_size)
     with sessions() as session:
         parser = service.parser_for(session, _carrier(session, carrier_code), clock=clock, settings=settings)
     with _collect_per_commit() as collect:
@@ -395,10 +398,23 @@ def _import_in_jobs(
             proc.join()
         if feeder is not None:
             feeder.join()  # its pipes are broken or done with by now
+        for conn in live:  # commits the jobs made before they were stopped, still unheard
+            _heard_commits(conn, committed)
     if feeder_failed:  # the file could not be read: what the jobs said of it comes after
         raise ImportFailed(_stopped(feeder_failed[0]))
     if failure is not None:
         raise ImportFailed(_stopped(failure))
+
+
+def _heard_commits(conn: Connection, committed: Callable[[Committed], None]) -> None:
+    """Count the commits a stopped job reported and nobody read: they are in the ledger."""
+    try:
+        while conn.poll():
+            message = conn.recv()
+            if message[0] == "commit":
+                committed(message[1])
+    except (EOFError, OSError):  # the job was stopped while it reported something
+        pass
 
 
 _FEED_BATCH = 2_000  # lines or rows a message
@@ -488,6 +504,9 @@ def _job(
     feed: Connection,
 ) -> None:
     """One job of a parallel import, in a process of its own: reports each commit."""
+    # Ctrl+C reaches every process of the terminal's group. The importing process stops
+    # the jobs itself, so that none reports the interrupt as its own failure first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         engine = make_engine(settings.database_url)
         try:
