@@ -679,6 +679,9 @@ def ledger_check(
     except CheckLogLost as exc:
         err.print(f"[red]{exc}[/red]; the results written are not on record: do not rely on them")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("the check was interrupted; every result written is on record in the check log", style="red")
+        raise typer.Exit(130) from None
     finally:
         if output:
             sink.close()

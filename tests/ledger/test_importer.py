@@ -20,7 +20,7 @@ from tests.factories import ALICE, BOB, ev
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer
-from tongcha.ledger.models import LedgerEvent, Tenure
+from tongcha.ledger.models import LedgerEvent, ReassignmentCheck, Tenure
 from tongcha.ledger.parse import csv_events
 
 
@@ -264,6 +264,29 @@ def test_checking_a_file_leaves_no_file_open(settings: Settings, clock: FixedClo
         1,
         b"number,since,result,last_change_on,error\n+8613800138000,2020-01-01,no_data,,\n",
     )
+
+
+class _CutShortAfterItsFirstAnswers(io.BytesIO):
+    """An output that is interrupted (Ctrl+C) just after it took the first answers."""
+
+    def write(self, block: Any) -> int:
+        super().write(block)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.usefixtures("parties")
+def test_a_batch_check_interrupted_after_its_first_answers_has_every_answer_given_on_record(
+    settings: Settings, sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "asks.csv"
+    path.write_bytes(b"number,since\n" + b"".join(b"+86138%08d,2020-01-01\n" % i for i in range(6_000)))
+    sink = _CutShortAfterItsFirstAnswers()
+    with pytest.raises(KeyboardInterrupt):
+        importer.check_file(settings, path, sink, "JD", clock=clock)
+    given = sink.getvalue().count(b"\n") - 1
+    with sessions() as session:
+        on_record = session.scalar(select(func.count()).select_from(ReassignmentCheck))
+    assert given == on_record == 6_000
 
 
 def test_an_import_runs_a_job_per_core_it_may_use_on_postgresql_and_one_on_sqlite() -> None:

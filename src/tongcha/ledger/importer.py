@@ -578,7 +578,8 @@ def check_file(
         try:
             with path.open("rb") as raw:
                 for block in checker.run(iter(lambda: raw.read(1 << 20), b"")):
-                    sink.write(block)
+                    # Handed to the log before they are written out: an answer given is on
+                    # record even when the run is cut short (Ctrl+C) right after it.
                     for checked in checker.blocks:
                         receipts.record(
                             BatchBlock(
@@ -587,6 +588,7 @@ def check_file(
                         )
                     checker.blocks.clear()
                     receipts.check()
+                    sink.write(block)
             receipts.check(wait=True)
         finally:
             log.close()
