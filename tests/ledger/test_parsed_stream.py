@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.factories import ALICE, BOB, ev
+from tests.factories import ALICE, BOB, ev, id_number
 from tongcha.kit.digests import Digester
-from tongcha.ledger.parse import EventParser
+from tongcha.ledger.parse import EventParser, Rejection
 from tongcha.ledger.service import ParsedStream
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
@@ -66,3 +66,15 @@ def test_a_writer_that_stops_early_lets_the_parsing_thread_go() -> None:
     assert len(first.events) == 100
     stream.close()
     assert parse_threads() == []
+
+
+def test_a_holder_named_as_typed_digests_as_the_name_a_citizen_gives_for_verification() -> None:
+    # A carrier's system may keep a transliterated name with a full-width dot and spaces.
+    idn = id_number(region="650102", born="19800101")
+    typed = {"id_number": idn, "name": " 阿卜杜 ・ 热合曼 "}
+    event = parser().parse(ev("activated", "+8613800138000", "2020-01-01", typed))
+    digests = Digester(b"test key", 1)
+    assert not isinstance(event, Rejection)
+    assert event.kyc_digest == digests.kyc(idn, "阿卜杜·热合曼")
+    assert event.holder_digest == digests.holder(idn)
+    assert event.tail_digest == digests.tail(13800138000, idn)

@@ -46,7 +46,12 @@ class Digester:
 
     key: bytes
     version: int
+    # Per purpose, the keyed inner and outer states' ``copy`` methods.
     _states: dict[bytes, tuple[Any, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _prefix: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_prefix", f"k{self.version}:")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Digester:
@@ -59,17 +64,17 @@ class Digester:
             key = key.ljust(_BLOCK, b"\0")
             inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + purpose)
             outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-            states = self._states[purpose] = (inner, outer)
+            states = self._states[purpose] = (inner.copy, outer.copy)
         return states
 
     def _mac(self, purpose: bytes, value: bytes) -> str:
-        inner, outer = self._keyed(purpose)
-        inner = inner.copy()
+        inner_state, outer_state = self._keyed(purpose)
+        inner = inner_state()
         inner.update(value)
-        outer = outer.copy()
+        outer = outer_state()
         outer.update(inner.digest())
-        text = binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
-        return f"k{self.version}:" + text.decode()
+        # 32 bytes are 44 characters of base64, the last of them padding.
+        return self._prefix + binascii.b2a_base64(outer.digest(), newline=False)[:43].translate(_URLSAFE).decode()
 
     def holder(self, id_number: str) -> str:
         """Groups every number held under one ID."""
@@ -77,7 +82,11 @@ class Digester:
 
     def kyc(self, id_number: str, name: str) -> str:
         """ID number and name together: what full verification matches."""
-        return self._mac(b"kyc\x00", f"{id_number}\x00{normalise_name(name)}".encode())
+        return self.kyc_of_normalised(id_number, normalise_name(name))
+
+    def kyc_of_normalised(self, id_number: str, normalised: str) -> str:
+        """``kyc`` of a name already normalised (``normalise_name``), as ingest has it."""
+        return self._mac(b"kyc\x00", f"{id_number}\x00{normalised}".encode())
 
     def tail(self, number: int, id_number: str) -> str:
         """A phone number with the last six digits of its holder's ID."""

@@ -147,7 +147,7 @@ class EventParser:
             # with surrogateescape): not part of anyone's name, and not digestible.
             raise _Bad("bad_name", "holder name must be printable UTF-8 text")
         event.holder_digest = self.digester.holder(id_number)
-        event.kyc_digest = self.digester.kyc(id_number, normalised)
+        event.kyc_digest = self.digester.kyc_of_normalised(id_number, normalised)
         event.tail_digest = self.digester.tail(event.number, id_number)
 
 
