@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
@@ -61,6 +62,12 @@ def _settings(*, schema: bool = True) -> Settings:
         settings = get_settings()
     except InsecureSettingsError as exc:
         err.print(f"[red]refusing to start:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        # Each setting by its variable's name; never the value given (it may be a secret).
+        for problem in exc.errors(include_url=False, include_input=False):
+            name = "TONGCHA_" + "_".join(str(part) for part in problem["loc"]).upper()
+            err.print(f"refusing to start: {name}: {problem['msg']}", style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
     if schema:
         from sqlalchemy.engine import make_url

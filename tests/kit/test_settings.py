@@ -1,4 +1,4 @@
-"""Settings refuse to run production on the public development secret."""
+"""Settings refuse to run production on the public development secret, or with values out of range."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tongcha.kit.settings import DEV_SECRET, InsecureSettingsError, Settings
 
@@ -54,3 +55,45 @@ def test_serve_in_production_with_the_dev_secret_exits_2_with_a_clear_message(tm
     assert proc.returncode == 2
     assert "refusing to start" in proc.stderr and "TONGCHA_SECRET_KEY" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("secret_key_version", 0),
+        ("default_quarantine_days", -1),
+        ("clock_skew_seconds", -1),
+        ("ingest_chunk_size", 0),
+        ("import_commit_events", 0),
+        ("index_refresh_seconds", -1.0),
+        ("check_log_flush_ms", -1.0),
+        ("fanout_wait_ms", -1),
+        ("fanout_give_up_hours", -1.0),
+        ("breaker_threshold", 0),
+        ("breaker_cooldown_seconds", -1.0),
+        ("sms_timeout_seconds", 0.0),
+    ],
+)
+def test_a_setting_out_of_its_range_is_refused_by_name(name: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=name):
+        Settings(env="dev", **{name: value})
+
+
+def test_a_command_with_a_setting_out_of_range_exits_2_naming_the_variable_alone(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TONGCHA_")}
+    env.update({"TONGCHA_INGEST_CHUNK_SIZE": "0", "TONGCHA_SECRET_KEY": "x" * 40, "COLUMNS": "200"})
+    tongcha = str(Path(sys.executable).with_name("tongcha"))
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(b"")
+    proc = subprocess.run(
+        [tongcha, "ledger", "import", str(events), "--carrier", "CMCC"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "refusing to start: TONGCHA_INGEST_CHUNK_SIZE: Input should be greater than or equal to 1" in proc.stderr
+    assert "Traceback" not in proc.stderr and "x" * 40 not in proc.stderr

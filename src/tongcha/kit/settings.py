@@ -26,27 +26,27 @@ class Settings(BaseSettings):
     # Keys the holder/kyc/tail/number digests (HMAC-SHA-256). Rotating means adding a
     # new version: digests carry the version they were made with.
     secret_key: SecretStr = SecretStr(DEV_SECRET)
-    secret_key_version: int = 1
+    secret_key_version: int = Field(default=1, ge=1)
     timezone: str = "Asia/Shanghai"
-    default_quarantine_days: int = 90
+    default_quarantine_days: int = Field(default=90, ge=0)
     # How far ahead of the hub's clock an event may be stamped (carriers' clocks drift).
-    clock_skew_seconds: int = 300
-    ingest_chunk_size: int = 20_000
+    clock_skew_seconds: int = Field(default=300, ge=0)
+    ingest_chunk_size: int = Field(default=20_000, ge=1)
     # Events per commit of `tongcha ledger import`: what an interrupted import leaves to
     # do again. Fewer a commit cost more commits; more keep a transaction open longer.
     import_commit_events: int = Field(default=100_000, ge=1)
     # How often an API process pulls ledger changes into its in-memory index.
-    index_refresh_seconds: float = 1.0
-    check_log_flush_ms: float = 2.0
+    index_refresh_seconds: float = Field(default=1.0, ge=0)
+    check_log_flush_ms: float = Field(default=2.0, ge=0)
     # Answer well-formed single checks below FastAPI's routing (ledger/fastpath.py).
     check_fast_path: bool = True
     log_level: str = "INFO"
     # Fan-out: how long a request waits for quick platforms before leaving the rest to
     # the workers, and how long the workers keep retrying a platform before giving up.
-    fanout_wait_ms: int = 1500
-    fanout_give_up_hours: float = 48.0
-    breaker_threshold: int = 5
-    breaker_cooldown_seconds: float = 10.0
+    fanout_wait_ms: int = Field(default=1500, ge=0)
+    fanout_give_up_hours: float = Field(default=48.0, ge=0)
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=10.0, ge=0)
     data_dir: Path = Path(".")
     # Working days: the `holidays` package knows a year once the State Council's notice
     # is out (usually November); this CSV/JSON file adds or corrects days before then.
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     sms_url: str | None = None
     sms_api_key: SecretStr | None = None
     sms_sender: str = "TONGCHA"
-    sms_timeout_seconds: float = 5.0
+    sms_timeout_seconds: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> Settings:
