@@ -67,7 +67,8 @@ def _settings(*, schema: bool = True) -> Settings:
         # Each setting by its variable's name; never the value given (it may be a secret).
         for problem in exc.errors(include_url=False, include_input=False):
             name = "TONGCHA_" + "_".join(str(part) for part in problem["loc"]).upper()
-            err.print(f"refusing to start: {name}: {problem['msg']}", style="red", markup=False, highlight=False)
+            said = problem["msg"].removeprefix("Value error, ")
+            err.print(f"refusing to start: {name}: {said}", style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
     if schema:
         from sqlalchemy.engine import make_url

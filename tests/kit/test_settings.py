@@ -97,3 +97,20 @@ def test_a_command_with_a_setting_out_of_range_exits_2_naming_the_variable_alone
     assert proc.returncode == 2
     assert "refusing to start: TONGCHA_INGEST_CHUNK_SIZE: Input should be greater than or equal to 1" in proc.stderr
     assert "Traceback" not in proc.stderr and "x" * 40 not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("nonsense", "is not a database URL"),
+        ("mysql://hub:pa55word@db.example/tongcha", "names a mysql database"),
+        ("postgres://hub:pa55word@db.example/tongcha", "names a postgres database"),
+    ],
+)
+def test_a_database_url_the_hub_cannot_run_on_is_refused_without_repeating_it(url: str, said: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(env="dev", database_url=url)
+    [problem] = refused.value.errors(include_url=False, include_input=False)
+    assert problem["loc"] == ("database_url",)
+    assert said in problem["msg"] and "sqlite:///FILE or postgresql://" in problem["msg"]
+    assert "pa55word" not in problem["msg"]

@@ -6,12 +6,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # The development secret is public (it is in this file): it keys the identity digests,
 # so a hub that uses it outside development would hand out guessable digests.
 DEV_SECRET = "tongcha-development-secret-do-not-use-in-production"  # noqa: S105 - public on purpose
+
+
+_DATABASES = "the hub runs on sqlite:///FILE or postgresql://USER@HOST/DATABASE"
 
 
 class InsecureSettingsError(RuntimeError):
@@ -59,6 +64,18 @@ class Settings(BaseSettings):
     sms_api_key: SecretStr | None = None
     sms_sender: str = "TONGCHA"
     sms_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_the_hub_runs_on(cls, url: str) -> str:
+        # The message never repeats the URL: it may hold a password.
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            raise ValueError(f"is not a database URL; {_DATABASES}") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"names a {backend} database; {_DATABASES}")
+        return url
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> Settings:
