@@ -39,19 +39,16 @@ def test_production_env_from_the_environment_is_refused(monkeypatch: pytest.Monk
         Settings(_env_file=None)
 
 
-def test_serve_in_production_with_the_dev_secret_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+def run_with(settings: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The ``tongcha`` command with these ``TONGCHA_*`` variables and no others."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGCHA_")}
-    env.update({"TONGCHA_ENV": "production", "COLUMNS": "200"})
+    env.update({**settings, "COLUMNS": "200"})
     tongcha = str(Path(sys.executable).with_name("tongcha"))
-    proc = subprocess.run(
-        [tongcha, "serve", "--port", "0"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return subprocess.run([tongcha, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_serve_in_production_with_the_dev_secret_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+    proc = run_with({"TONGCHA_ENV": "production"}, "serve", "--port", "0", cwd=tmp_path)
     assert proc.returncode == 2
     assert "refusing to start" in proc.stderr and "TONGCHA_SECRET_KEY" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -76,24 +73,14 @@ def test_serve_in_production_with_the_dev_secret_exits_2_with_a_clear_message(tm
 )
 def test_a_setting_out_of_its_range_is_refused_by_name(name: str, value: float) -> None:
     with pytest.raises(ValidationError, match=name):
-        Settings(env="dev", **{name: value})
+        Settings.model_validate({"env": "dev", name: value})
 
 
 def test_a_command_with_a_setting_out_of_range_exits_2_naming_the_variable_alone(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TONGCHA_")}
-    env.update({"TONGCHA_INGEST_CHUNK_SIZE": "0", "TONGCHA_SECRET_KEY": "x" * 40, "COLUMNS": "200"})
-    tongcha = str(Path(sys.executable).with_name("tongcha"))
     events = tmp_path / "events.ndjson"
     events.write_bytes(b"")
-    proc = subprocess.run(
-        [tongcha, "ledger", "import", str(events), "--carrier", "CMCC"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    settings = {"TONGCHA_INGEST_CHUNK_SIZE": "0", "TONGCHA_SECRET_KEY": "x" * 40}
+    proc = run_with(settings, "ledger", "import", str(events), "--carrier", "CMCC", cwd=tmp_path)
     assert proc.returncode == 2
     assert "refusing to start: TONGCHA_INGEST_CHUNK_SIZE: Input should be greater than or equal to 1" in proc.stderr
     assert "Traceback" not in proc.stderr and "x" * 40 not in proc.stderr
