@@ -31,7 +31,7 @@ from tongcha.ledger.schemas import (
     ReassignmentOut,
     events_body_schema,
 )
-from tongcha.ledger.tasks import BatchBlock, CheckRecord, Receipts
+from tongcha.ledger.tasks import CheckRecord, Receipts
 from tongcha.web.deps import CarrierCaller, HubDep, IndexDep, PlatformCaller
 from tongcha.web.state import HubState
 
@@ -199,20 +199,7 @@ async def post_batch(request: Request, caller: PlatformCaller, state: HubDep, in
         receipts = Receipts(state.checklog)
         try:
             for block in checker.run(_read_chunks(body)):
-                for checked in checker.blocks:
-                    receipts.record(
-                        BatchBlock(
-                            caller.party_id,
-                            batch_id,
-                            state.clock.now(),
-                            checked.numbers,
-                            checked.since_days,
-                            checked.results,
-                            asked_as,
-                        )
-                    )
-                checker.blocks.clear()
-                receipts.check()
+                receipts.record_checked(checker.blocks, caller.party_id, batch_id, state.clock.now(), asked_as)
                 yield block
             receipts.check(wait=True)
         finally:

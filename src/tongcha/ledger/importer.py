@@ -44,7 +44,7 @@ from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats
 from tongcha.ledger.models import Carrier, ReassignmentBatch
 from tongcha.ledger.parse import Rejection, csv_events, ndjson_events, ndjson_numbered, numbered_lines, sniff_format
-from tongcha.ledger.tasks import BatchBlock, CheckLog, Receipts
+from tongcha.ledger.tasks import CheckLog, Receipts
 from tongcha.platforms.models import Platform
 
 
@@ -578,16 +578,9 @@ def check_file(
         try:
             with path.open("rb") as raw:
                 for block in checker.run(iter(lambda: raw.read(1 << 20), b"")):
-                    # Handed to the log before they are written out: an answer given is on
-                    # record even when the run is cut short (Ctrl+C) right after it.
-                    for checked in checker.blocks:
-                        receipts.record(
-                            BatchBlock(
-                                platform_id, batch_id, clock.now(), checked.numbers, checked.since_days, checked.results
-                            )
-                        )
-                    checker.blocks.clear()
-                    receipts.check()
+                    # On record before they are written out, even if the run is cut short
+                    # (Ctrl+C) right after.
+                    receipts.record_checked(checker.blocks, platform_id, batch_id, clock.now())
                     sink.write(block)
             receipts.check(wait=True)
         finally:

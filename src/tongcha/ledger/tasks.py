@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine
 from tongcha.kit.db import UNAVAILABLE, database_trouble
 from tongcha.kit.digests import Digester
 from tongcha.ledger import repository as repo
+from tongcha.ledger.batch import CheckedBlock
 from tongcha.ledger.index import EPOCH, RESULT_NAMES
 
 log = logging.getLogger("tongcha.ledger.checklog")
@@ -210,6 +211,25 @@ class Receipts:
         done: Future[None] = Future()
         self._log.record_block(block, done)
         self._pending.append(done)
+
+    def record_checked(
+        self,
+        checked: list[CheckedBlock],
+        platform_id: int | None,
+        batch_id: int,
+        checked_at: datetime,
+        correlator: str | None = None,
+    ) -> None:
+        """Hand a batch's newly checked blocks to the log, emptying ``checked``, and
+        ``check``: called before their answers go out, so that an answer given is on record."""
+        for block in checked:
+            self.record(
+                BatchBlock(
+                    platform_id, batch_id, checked_at, block.numbers, block.since_days, block.results, correlator
+                )
+            )
+        checked.clear()
+        self.check()
 
     def check(self, *, wait: bool = False) -> None:
         still: list[Future[None]] = []
