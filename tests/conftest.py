@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -217,3 +217,25 @@ def refusing_rows(engine: Engine, table: str = "reassignment_checks") -> Iterato
                 conn.execute(text("DROP FUNCTION refuse_rows()"))
             else:
                 conn.execute(text("DROP TRIGGER refuse_rows"))
+
+
+def until(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    """Wait until ``condition`` holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "waited too long"
+        time.sleep(0.005)
+
+
+def waiting_for_the_ledger(engine: Engine) -> int:
+    """How many connections to ``engine``'s database wait for an advisory lock (on
+    PostgreSQL, writers wait so for the ledger)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                    "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted"
+                )
+            ).scalar_one()
+        )

@@ -14,9 +14,8 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.conftest import PG_ADMIN, bearer, fresh_pg_database, refusing_rows
+from tests.conftest import PG_ADMIN, bearer, fresh_pg_database, refusing_rows, until, waiting_for_the_ledger
 from tests.factories import ev, id_number
 from tongcha.kit.db import make_engine, wait_for_ledger_writers
 from tongcha.kit.settings import Settings
@@ -349,19 +348,6 @@ def test_an_import_the_database_refuses_stops_in_one_line_and_keeps_nothing_half
     assert "what was committed is kept, and running it again goes on" in said
 
 
-WAITING_FOR_THE_LEDGER = (
-    "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-    "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted"
-)
-
-
-def _until(condition: Callable[[], bool], seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "waited too long"
-        time.sleep(0.005)
-
-
 def test_ctrl_c_stops_every_job_of_an_import_and_says_what_its_commits_kept(tmp_path: Path) -> None:
     events = tmp_path / "ledger.ndjson"
     with events.open("wb") as out:
@@ -384,11 +370,12 @@ def test_ctrl_c_stops_every_job_of_an_import_and_says_what_its_commits_kept(tmp_
             # A session of its own, as a terminal's foreground group: Ctrl+C reaches every job.
             proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
             try:
-                _until(lambda: scalar("SELECT COUNT(*) FROM ledger_revisions") > 0)
+                until(lambda: scalar("SELECT COUNT(*) FROM ledger_revisions") > 0)
                 # The ledger is held from here: the import stops at its next commit, mid-file.
                 with engine.connect() as holder, holder.begin():
                     wait_for_ledger_writers(holder)
-                    _until(lambda: scalar(WAITING_FOR_THE_LEDGER) > 0)
+                    # Both jobs wait at their next commit: each has reported the ones before.
+                    until(lambda: waiting_for_the_ledger(engine) == 2)
                     os.killpg(proc.pid, signal.SIGINT)
                     _, stderr = proc.communicate(timeout=60)
             finally:

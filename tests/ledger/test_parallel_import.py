@@ -8,11 +8,11 @@ revision that one job commits after another job's later one.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
 import threading
-import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
@@ -24,6 +24,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.conftest import until, waiting_for_the_ledger
 from tests.factories import ALICE, BOB, ev
 from tests.ledger.test_chunked_ingest import forget_the_ledger, ledger, shuffled_events
 from tongcha.kit.clock import FixedClock
@@ -33,7 +34,7 @@ from tongcha.ledger import importer, service
 from tongcha.ledger import repository as repo
 from tongcha.ledger.index import LedgerIndex
 from tongcha.ledger.models import LedgerEvent
-from tongcha.ledger.parse import CSV_COLUMNS, Rejection, numbered_lines
+from tongcha.ledger.parse import CSV_COLUMNS, Rejection
 from tongcha.ledger.service import ParsedChunk
 from tongcha.sim.ledger import SynthConfig, generate
 
@@ -126,6 +127,30 @@ def test_a_parallel_import_leaves_the_ledger_one_job_leaves_whatever_way_the_num
     assert refused["bad-prefix"] == refused["nested-3"] == refused["no-number"] == 1
     assert {"spaced-1", "spaced-2", "spaced-3", "nested-1", "nested-2", "escaped-name"} <= set(by_three_jobs["events"])
     assert one["duplicates"] >= 1
+
+
+def test_a_parallel_import_reads_a_file_in_blocks_as_one_job_reads_it_line_by_line(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(importer, "_FEED_BYTES", 300)  # two or three lines a block
+    first, rest = shuffled_events()
+    lines = [orjson.dumps(e) for e in first + rest]
+    long_name = {**ALICE, "name": "名" * 100}  # a line longer than a block, refused for its name
+    lines.insert(3, orjson.dumps(ev("activated", "+8613700137000", "2021-01-01", long_name, event_id="long")))
+    lines[5:5] = [b"", b"  \t", b"not JSON, on line 8"]
+    body = b"\r\n".join(lines[:10]) + b"\r\n" + b"\n".join(lines[10:])  # and no newline at the end
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(codecs.BOM_UTF8 + body)
+
+    one, _ = imported_alike_by_one_and_three_jobs(sessions, settings, path, clock, tmp_path)
+    assert one["malformed: line 8 is not JSON"] == 1
+    assert sum(n for key, n in one.items() if key.startswith("malformed")) == 1  # line 1 lost its mark
+    assert one["bad_name: holder name must be 1 to 100 characters"] == 0  # a name of 100 is one
+    assert one["accepted"] + one["duplicates"] + one["rejected"] == len(lines) - 2  # the blank lines
 
 
 def csv_text(events: list[dict[str, Any]]) -> bytes:
@@ -248,17 +273,20 @@ def test_a_parallel_import_cut_short_by_a_broken_file_keeps_whole_commits_and_go
     path = write_file(tmp_path / "events.ndjson", events)
     lines = len(events)
 
+    monkeypatch.setattr(importer, "_FEED_BYTES", 2_000)  # blocks of a dozen lines
+    blocks = importer._ndjson_blocks
+
     def unreadable_after(raw: Any) -> Any:
-        yield from islice(numbered_lines(raw), lines - 100)
+        yield from islice(blocks(raw), lines // 12 - 10)
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(importer, "numbered_lines", unreadable_after)
+    monkeypatch.setattr(importer, "_ndjson_blocks", unreadable_after)
     with pytest.raises(importer.ImportFailed, match=r"stopped: OSError: .* Input/output error; what was committed"):
         importer.import_file(small, path, "CMCC", clock=clock, jobs=2)
     with sessions() as session:
         kept = len(ledger(session)["events"])
     assert 0 < kept < lines
-    monkeypatch.setattr(importer, "numbered_lines", numbered_lines)
+    monkeypatch.setattr(importer, "_ndjson_blocks", blocks)
     again = importer.import_file(small, path, "CMCC", clock=clock, jobs=2)
     with sessions() as session:
         after = ledger(session)
@@ -308,10 +336,11 @@ def test_an_interrupted_parallel_import_counts_the_commits_its_jobs_made_before_
     def busy_then_ctrl_c(_done: int) -> None:
         # This process is busy (here, in its progress callback) while the jobs go on
         # committing and reporting; then Ctrl+C, with their reports still unread.
-        while kept() <= totals.accepted:
-            time.sleep(0.005)
+        until(lambda: kept() > totals.accepted)
         holder.begin()
         wait_for_ledger_writers(holder)  # the jobs' next commits wait: the count stays
+        # Both jobs wait at their next commit: each has reported the ones before.
+        until(lambda: waiting_for_the_ledger(engine) == 2)
         raise KeyboardInterrupt
 
     try:
