@@ -15,8 +15,11 @@ $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
 
+# --compile-bytecode: the packages' bytecode is written once, here, as pip writes it. uv
+# leaves it out by default, and where PYTHONDONTWRITEBYTECODE is set every process then
+# compiled them anew: each `tongcha` command took 4.4 s to start instead of 1.9.
 install: $(UV)
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --compile-bytecode
 
 demo: install
 	.venv/bin/tongcha demo
