@@ -264,7 +264,6 @@ def test_a_parallel_import_cut_short_by_a_broken_file_keeps_whole_commits_and_go
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(importer, "_FEED_BATCH", 10)
     small = settings.model_copy(update={"ingest_chunk_size": 20, "import_commit_events": 40})
     # Each number's events in time order, so that where the commits fall changes nothing.
     events = list(generate(SynthConfig(numbers=120, seed=23, carriers=("CMCC",))))
