@@ -68,7 +68,14 @@ class CheckedBlock:
 
 
 def split_blocks(chunks: Iterable[bytes], size: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """Re-cut a byte stream into blocks of whole lines of about ``size`` bytes."""
+    """Re-cut a byte stream into blocks of whole lines of about ``size`` bytes, the first
+    without a byte order mark: Excel and Windows tools start UTF-8 files with one, and
+    left on it hid a CSV header or spoilt the first JSON line."""
+    for i, block in enumerate(_whole_lines(chunks, size)):
+        yield block.removeprefix(codecs.BOM_UTF8) if i == 0 else block
+
+
+def _whole_lines(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     pending = bytearray()
     for chunk in chunks:
         pending += chunk
@@ -97,10 +104,8 @@ class BatchChecker:
     # ----- public ---------------------------------------------------------------------
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        for i, block in enumerate(split_blocks(chunks)):
-            # Excel and Windows tools start UTF-8 files with a byte order mark; left on,
-            # it hid the CSV header (or spoilt the first NDJSON row) and added a bad row.
-            yield self.check_block(block.removeprefix(codecs.BOM_UTF8) if i == 0 else block)
+        for block in split_blocks(chunks):
+            yield self.check_block(block)
         if self.fmt == "csv" and self._columns is None:
             # Nothing was sent (or blank lines only): the answer is still a CSV table,
             # with its header and no rows, as for a file that is a header alone.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import gc
 import json
@@ -483,8 +482,8 @@ def _ndjson_blocks(raw: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """The file in blocks of whole lines, each ending in a newline, with the number of
     each block's first line; a byte order mark at the start left out."""
     lineno = 1
-    for i, block in enumerate(split_blocks(iter(lambda: raw.read(_FEED_BYTES), b""), _FEED_BYTES)):
-        yield lineno, block.removeprefix(codecs.BOM_UTF8) if i == 0 else block  # as Windows tools start UTF-8
+    for block in split_blocks(iter(lambda: raw.read(_FEED_BYTES), b""), _FEED_BYTES):
+        yield lineno, block
         lineno += block.count(b"\n")
 
 
