@@ -631,7 +631,7 @@ def ledger_import(
         err.print(_kept(totals), markup=False, highlight=False)
         raise typer.Exit(stopped[1])
     elapsed = time.perf_counter() - started
-    rate = (totals.accepted + totals.duplicates + totals.rejected) / max(elapsed, 1e-9)
+    rate = totals.events / max(elapsed, 1e-9)
     out.print(
         f"accepted {totals.accepted:,}, duplicates {totals.duplicates:,}, rejected {totals.rejected:,} "
         f"in {elapsed:.1f}s ({rate:,.0f} events/s, {jobs} {'job' if jobs == 1 else 'jobs'})"
@@ -657,7 +657,7 @@ def ledger_import(
 
 def _kept(totals: ImportTotals) -> str:
     """What the commits of an import that stopped early hold."""
-    if not totals.accepted + totals.duplicates + totals.rejected:
+    if not totals.events:
         return "nothing was committed"
     return (
         f"committed before it stopped, and kept: accepted {totals.accepted:,}, "

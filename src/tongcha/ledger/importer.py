@@ -58,6 +58,11 @@ class ImportTotals:
     # "rule: reason" of each refusal, counted.
     by_rule: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def events(self) -> int:
+        """Every event the commits counted: accepted, duplicates and refused."""
+        return self.accepted + self.duplicates + self.rejected
+
     def rules(self) -> list[tuple[str, int, list[str]]]:
         """Each rule the refusals broke, how often, and its reasons, most frequent first:
         a reason names a day or a line, so one rule may read many ways."""
