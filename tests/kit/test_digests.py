@@ -24,6 +24,28 @@ def test_digests_equal_the_standard_hmac(key: bytes, value: str) -> None:
     assert digester.holder(value) == _reference(key, b"holder\x00", value.encode())
 
 
+@given(
+    key=st.binary(min_size=1, max_size=200),
+    id_number=st.text(min_size=1, max_size=20),
+    name=st.text(max_size=20),
+    number=st.integers(min_value=0),
+)
+def test_an_events_three_digests_at_once_are_the_three_alone(
+    key: bytes, id_number: str, name: str, number: int
+) -> None:
+    digester = Digester(key, 3)
+    assert digester.identity(id_number, name, number) == (
+        _reference(key, b"holder\x00", id_number.encode()),
+        _reference(key, b"kyc\x00", f"{id_number}\x00{name}".encode()),
+        _reference(key, b"tail\x00", f"{number}\x00{id_number[-6:]}".encode()),
+    )
+    assert digester.identity(id_number, name, number) == (
+        digester.holder(id_number),
+        digester.kyc_of_normalised(id_number, name),
+        digester.tail(number, id_number),
+    )
+
+
 def test_each_purpose_and_key_gives_a_different_digest() -> None:
     one, other = Digester(b"first key", 1), Digester(b"second key", 1)
     id_number = "11010519491231002X"

@@ -31,6 +31,17 @@ def normalise_name(name: str) -> str:
 
 
 _BLOCK = 64  # SHA-256's block size, as RFC 2104 uses it
+
+
+def _sha256_mac(inner_state: Any, outer_state: Any, value: bytes) -> bytes:
+    """HMAC-SHA-256 of ``value`` from copies of the keyed inner and outer states."""
+    inner = inner_state()
+    inner.update(value)
+    outer = outer_state()
+    outer.update(inner.digest())
+    return outer.digest()  # type: ignore[no-any-return]
+
+
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
@@ -69,12 +80,11 @@ class Digester:
 
     def _mac(self, purpose: bytes, value: bytes) -> str:
         inner_state, outer_state = self._keyed(purpose)
-        inner = inner_state()
-        inner.update(value)
-        outer = outer_state()
-        outer.update(inner.digest())
+        return self._text(_sha256_mac(inner_state, outer_state, value))
+
+    def _text(self, mac: bytes) -> str:
         # 32 bytes are 44 characters of base64, the last of them padding.
-        return self._prefix + binascii.b2a_base64(outer.digest(), newline=False)[:43].translate(_URLSAFE).decode()
+        return self._prefix + binascii.b2a_base64(mac, newline=False)[:43].translate(_URLSAFE).decode()
 
     def holder(self, id_number: str) -> str:
         """Groups every number held under one ID."""
@@ -87,6 +97,17 @@ class Digester:
     def kyc_of_normalised(self, id_number: str, normalised: str) -> str:
         """``kyc`` of a name already normalised (``normalise_name``), as ingest has it."""
         return self._mac(b"kyc\x00", f"{id_number}\x00{normalised}".encode())
+
+    def identity(self, id_number: str, normalised: str, number: int) -> tuple[str, str, str]:
+        """``holder``, ``kyc_of_normalised`` and ``tail`` at once, as ingest digests every
+        holder event: the same digests for about a tenth less than three calls."""
+        text, mac = self._text, _sha256_mac
+        holder, kyc, tail = self._keyed(b"holder\x00"), self._keyed(b"kyc\x00"), self._keyed(b"tail\x00")
+        return (
+            text(mac(*holder, id_number.encode())),
+            text(mac(*kyc, f"{id_number}\x00{normalised}".encode())),
+            text(mac(*tail, f"{number}\x00{id_number[-6:]}".encode())),
+        )
 
     def tail(self, number: int, id_number: str) -> str:
         """A phone number with the last six digits of its holder's ID."""

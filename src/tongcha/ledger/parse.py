@@ -21,12 +21,13 @@ from tongcha.kit.digests import Digester, normalise_name
 from tongcha.kit.errors import ApiError
 from tongcha.kit.idcard import validate_id_number
 from tongcha.kit.phone import parse_mobile
-from tongcha.ledger.replay import PORTED, Event, EventType
+from tongcha.ledger.replay import ACTIVATED, PORTED, TRANSFERRED, Event, EventType
 
 EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
 CSV_COLUMNS = ("event_id", "type", "number", "occurred_at", "id_number", "name", "to_carrier")
-_HOLDER_TYPES = (EventType.activated, EventType.transferred)
 _TYPES = {t.value: t for t in EventType}
+# How many written numbers a parser remembers (about 100 bytes each).
+_NUMBERS_KEPT = 200_000
 
 
 @dataclass(slots=True)
@@ -72,6 +73,7 @@ class EventParser:
         self.latest = now + skew
         self.today = now.astimezone(tz).date()
         self.arrival = 0
+        self._numbers: dict[str, int] = {}
 
     def parse(self, raw: Any) -> Event | Rejection:
         self.arrival += 1
@@ -94,21 +96,23 @@ class EventParser:
 
     def _parse(self, event_id: str, raw: dict[str, Any]) -> Event:
         raw_type = raw.get("type")
-        kind = _TYPES.get(raw_type) if isinstance(raw_type, str) else None
+        kind = _TYPES.get(raw_type) if raw_type.__class__ is str else None
         if kind is None:
             raise _Bad("bad_type", "type must be one of " + ", ".join(_TYPES))
-        number = parse_mobile(raw.get("number"))
+        written = raw.get("number")
+        # A file names each number several times (every event of it): the written form
+        # is parsed once. Only strings are kept, and only numbers that parsed.
+        number = self._numbers.get(written) if written.__class__ is str else None
+        if number is None:
+            number = parse_mobile(written)
+            if written.__class__ is str and len(self._numbers) < _NUMBERS_KEPT:
+                self._numbers[written] = number
         occurred_at = self._time(raw.get("occurred_at"))
+        day = occurred_at.astimezone(self.tz).date()
         event = Event(
-            carrier_id=self.carrier_id,
-            event_id=event_id,
-            type=kind,
-            number=number,
-            occurred_at=occurred_at,
-            day=occurred_at.astimezone(self.tz).date(),
-            arrival=self.arrival,
+            self.carrier_id, event_id, kind, number, occurred_at, day, None, None, None, None, None, self.arrival
         )
-        if kind in _HOLDER_TYPES:
+        if kind is ACTIVATED or kind is TRANSFERRED:
             self._holder(event, raw.get("holder"))
         elif kind is PORTED:
             to_carrier = raw.get("to_carrier")
@@ -146,9 +150,9 @@ class EventParser:
             # A control character (NUL), or bytes of a CSV file that are not UTF-8 (read
             # with surrogateescape): not part of anyone's name, and not digestible.
             raise _Bad("bad_name", "holder name must be printable UTF-8 text")
-        event.holder_digest = self.digester.holder(id_number)
-        event.kyc_digest = self.digester.kyc_of_normalised(id_number, normalised)
-        event.tail_digest = self.digester.tail(event.number, id_number)
+        event.holder_digest, event.kyc_digest, event.tail_digest = self.digester.identity(
+            id_number, normalised, event.number
+        )
 
 
 # ----- reading batches -------------------------------------------------------------
