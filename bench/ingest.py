@@ -46,9 +46,9 @@ from tongcha.sim.ledger import SynthConfig, generate
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
 COLUMNS = EVENT_INSERT_COLUMNS
 BARE = """CREATE TABLE bare_events (
-    id bigserial, carrier_id bigint, event_id varchar(128), type varchar(16), number bigint,
+    carrier_id bigint, event_id varchar(128), type varchar(16), number bigint,
     occurred_at timestamptz, day date, holder_digest varchar(64), kyc_digest varchar(64),
-    tail_digest varchar(64), to_carrier_id bigint, revision bigint)"""
+    tail_digest varchar(64), to_carrier_id bigint, revision bigint, position bigint)"""
 
 
 def make_file(numbers: int, path: Path) -> int:
@@ -134,7 +134,9 @@ def one_run(path: Path, profile: bool, jobs: int = 1) -> tuple[float, int, float
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         # The baseline: the same accepted rows, COPYed raw into a bare table.
         with psycopg.connect(url) as conn:
-            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM ledger_events ORDER BY id").fetchall()
+            rows = conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM ledger_events ORDER BY revision, position"
+            ).fetchall()
             conn.execute(BARE)
             conn.commit()
             copy_s = _copy_rows(conn, "bare_events", list(COLUMNS), rows)

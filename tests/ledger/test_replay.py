@@ -31,7 +31,7 @@ def event(
     holder: str | None = None,
     to_carrier: int | None = None,
     hour: int = 2,
-    row_id: int | None = None,
+    place: int | None = None,
 ) -> Event:
     """An event at ``hour`` UTC on ``day`` (10:00 in Beijing for the default)."""
     global _seq
@@ -47,7 +47,7 @@ def event(
         kyc_digest=f"k:{holder}" if holder else None,
         tail_digest=f"t:{holder}" if holder else None,
         to_carrier_id=to_carrier,
-        row_id=row_id,
+        place=place,
         arrival=_seq,
     )
 
@@ -176,8 +176,8 @@ def test_double_suspension_and_resume_without_suspension_are_refused() -> None:
 
 def test_new_event_that_breaks_a_held_later_event_is_refused_and_history_kept() -> None:
     held = [
-        event("activated", date(2020, 1, 1), holder="alice", row_id=1),
-        event("cancelled", date(2021, 1, 1), row_id=2),
+        event("activated", date(2020, 1, 1), holder="alice", place=1),
+        event("cancelled", date(2021, 1, 1), place=2),
     ]
     # a cancellation before the held one leaves the later cancellation with nobody to cancel
     out = replay(NUMBER, held, [event("cancelled", date(2020, 6, 1))], quarantine)
@@ -186,7 +186,7 @@ def test_new_event_that_breaks_a_held_later_event_is_refused_and_history_kept() 
 
 
 def test_consistent_new_events_are_all_accepted_with_held_ones() -> None:
-    held = [event("activated", date(2020, 1, 1), holder="alice", row_id=1)]
+    held = [event("activated", date(2020, 1, 1), holder="alice", place=1)]
     new = [event("cancelled", date(2021, 1, 1)), event("activated", date(2021, 6, 1), holder="bob")]
     out = replay(NUMBER, held, new, quarantine)
     assert out.rejected == [] and out.accepted == new and len(out.state.tenures) == 2
@@ -257,7 +257,7 @@ def test_history_split_into_held_and_new_replays_to_the_same_tenures(history: li
     """However a history is split between the ledger and a later batch, the result is the same."""
     cut = rnd.randint(0, len(history))
     held = [
-        Event(**{**{f: getattr(e, f) for f in Event.__slots__}, "row_id": i + 1}) for i, e in enumerate(history[:cut])
+        Event(**{**{f: getattr(e, f) for f in Event.__slots__}, "place": i + 1}) for i, e in enumerate(history[:cut])
     ]
     new = history[cut:]
     rnd.shuffle(new)
@@ -329,7 +329,7 @@ def test_a_refused_event_leaves_no_reference_cycle_for_the_collector() -> None:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        existing = [event("activated", date(2020, 1, 1), holder="alice", row_id=1)]
+        existing = [event("activated", date(2020, 1, 1), holder="alice", place=1)]
         out = replay(
             NUMBER,
             existing,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tongcha.kit.db import Base, BigId, UtcDateTime
@@ -43,13 +43,18 @@ class LedgerRevision(Base):
 
 
 class LedgerEvent(Base):
-    """An accepted lifecycle event, as the carrier sent it but with identity digested."""
+    """An accepted lifecycle event, as the carrier sent it but with identity digested.
+
+    Keyed by what makes an event the same event (API.md: idempotent on the carrier and
+    its event id), with no surrogate id: on PostgreSQL a third index per event was a
+    fifth of what COPYing the events cost (docs/benchmarks.md §1). ``revision`` and
+    ``position`` give the order the ledger accepted its events in.
+    """
 
     __tablename__ = "ledger_events"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    carrier_id: Mapped[int] = mapped_column(BigId)
-    event_id: Mapped[str] = mapped_column(String(128))
+    carrier_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     type: Mapped[str] = mapped_column(String(16))
     number: Mapped[int] = mapped_column(BigInteger)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -59,11 +64,12 @@ class LedgerEvent(Base):
     tail_digest: Mapped[str | None] = mapped_column(String(64))
     to_carrier_id: Mapped[int | None] = mapped_column(BigId)
     revision: Mapped[int] = mapped_column(BigInteger)
+    # The event's place among those its revision wrote, from 0.
+    position: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (
-        UniqueConstraint("carrier_id", "event_id"),
-        Index("ix_ledger_events_number", "number"),
-    )
+    # A number's events are only ever looked up by the number, for equality: on
+    # PostgreSQL a hash index takes the random numbers for less than a B-tree does.
+    __table_args__ = (Index("ix_ledger_events_number", "number", postgresql_using="hash"),)
 
 
 class LedgerRejection(Base):

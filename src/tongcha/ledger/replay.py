@@ -41,8 +41,8 @@ class Event:
     kyc_digest: str | None = None
     tail_digest: str | None = None
     to_carrier_id: int | None = None
-    # Set for events already in the ledger (their row id), None for new ones.
-    row_id: int | None = None
+    # For events already in the ledger, their place in it (``ledger_place``); None for new ones.
+    place: int | None = None
     arrival: int = 0
 
 
@@ -173,9 +173,17 @@ def apply(state: NumberState, event: Event, quarantine_days: Callable[[int], int
         state.suspended = False
 
 
+def ledger_place(revision: int, position: int) -> int:
+    """Where the ledger holds an event, as one number that orders its events as they were
+    accepted: by revision, then by their position among the revision's events."""
+    return (revision << 40) | position
+
+
 def _order(event: Event) -> tuple[datetime, int, int]:
     # Existing events keep their place ahead of new ones stamped at the same instant.
-    return (event.occurred_at, 0 if event.row_id is not None else 1, event.row_id or event.arrival)
+    if event.place is not None:
+        return (event.occurred_at, 0, event.place)
+    return (event.occurred_at, 1, event.arrival)
 
 
 def _fold(number: int, events: Sequence[Event], quarantine_days: Callable[[int], int]) -> NumberState:

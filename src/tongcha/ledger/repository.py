@@ -35,7 +35,7 @@ from tongcha.ledger.models import (
     Tenure,
 )
 from tongcha.ledger.parse import storable_event_id
-from tongcha.ledger.replay import Event, EventType, NumberState
+from tongcha.ledger.replay import Event, EventType, NumberState, ledger_place
 
 _IN_CHUNK = 900  # stays under SQLite's limit on bound parameters
 
@@ -97,7 +97,6 @@ def existing_event_ids(session: Session, carrier_id: int, event_ids: Sequence[st
 
 
 _EVENT_COLUMNS = (
-    LedgerEvent.id,
     LedgerEvent.carrier_id,
     LedgerEvent.event_id,
     LedgerEvent.type,
@@ -108,6 +107,8 @@ _EVENT_COLUMNS = (
     LedgerEvent.kyc_digest,
     LedgerEvent.tail_digest,
     LedgerEvent.to_carrier_id,
+    LedgerEvent.revision,
+    LedgerEvent.position,
 )
 # The events of each listed number, probed number by number (``OFFSET 0`` keeps the
 # probe a loop over the list), as ``existing_event_ids`` probes a short list.
@@ -152,7 +153,7 @@ def _add_events(out: dict[int, list[Event]], rows: Iterable[Any]) -> None:
                 kyc_digest=row.kyc_digest,
                 tail_digest=row.tail_digest,
                 to_carrier_id=row.to_carrier_id,
-                row_id=row.id,
+                place=ledger_place(row.revision, row.position),
             )
         )
 
@@ -225,10 +226,13 @@ EVENT_INSERT_COLUMNS = (
     "tail_digest",
     "to_carrier_id",
     "revision",
+    "position",
 )
 
 
-def add_events(session: Session, events: Sequence[Event], revision: int) -> None:
+def add_events(session: Session, events: Sequence[Event], revision: int, first_position: int = 0) -> None:
+    """Append accepted events to the ledger in the order given, as ``revision``'s events
+    from ``first_position`` on (the events it has written already)."""
     rows = [
         (
             e.carrier_id,
@@ -242,8 +246,9 @@ def add_events(session: Session, events: Sequence[Event], revision: int) -> None
             e.tail_digest,
             e.to_carrier_id,
             revision,
+            position,
         )
-        for e in events
+        for position, e in enumerate(events, start=first_position)
     ]
     _bulk(session, LedgerEvent, EVENT_INSERT_COLUMNS, rows)
 

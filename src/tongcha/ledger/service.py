@@ -237,7 +237,7 @@ def _ingest_chunk(
         rejected.extend(Rejection(e.event_id, err.code, err.rule, err.reason) for e, err in outcome.rejected)
         if outcome.accepted:
             states.append(outcome.state)
-    repo.add_events(session, accepted, revision)
+    repo.add_events(session, accepted, revision, result.accepted)
     repo.replace_states(session, states, {s.number for s in states if s.number in existing}, revision)
     repo.add_rejections(session, carrier_id, rejected, revision)
     result.accepted += len(accepted)
