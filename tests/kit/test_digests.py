@@ -8,7 +8,7 @@ import hmac
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tongcha.kit.digests import Digester
+from tongcha.kit.digests import Digester, _normalised, normalise_name
 
 
 def _reference(key: bytes, purpose: bytes, value: bytes) -> str:
@@ -73,3 +73,9 @@ def test_a_name_matches_whichever_dot_or_space_separates_its_parts() -> None:
         assert digester.kyc(id_number, typed) == printed, typed
     assert digester.kyc(id_number, "阿卜杜热合曼") != printed  # the parts stay apart
     assert digester.kyc(id_number, "John Smith") != digester.kyc(id_number, "John·Smith")  # Latin spaces stay
+
+
+@given(name=st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), min_size=1, max_size=12))
+def test_a_name_of_ideographs_alone_is_compared_as_it_is_written(name: str) -> None:
+    # Such a name skips the steps of normalising; it is what they would make of it.
+    assert normalise_name(name) == name == _normalised(name)

@@ -23,9 +23,20 @@ _HAN = "\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _SEPARATOR = re.compile(rf" ?\u00b7(?: ?\u00b7)* ?|(?<=[{_HAN}]) (?=[{_HAN}])")
 
 
+# Most names are a few CJK Unified Ideographs alone, which every step below leaves as
+# they are (NFKC changes none of that block): they are returned at once.
+_PLAIN_HAN = re.compile("[\u4e00-\u9fff]+")
+
+
 def normalise_name(name: str) -> str:
     """How a name is compared: NFKC, trimmed, inner whitespace collapsed, and the dots and
     spaces that separate the parts of a name in Chinese characters made one U+00B7."""
+    if _PLAIN_HAN.fullmatch(name):
+        return name
+    return _normalised(name)
+
+
+def _normalised(name: str) -> str:
     collapsed = " ".join(unicodedata.normalize("NFKC", name).translate(_TO_MIDDLE_DOT).split())
     return _SEPARATOR.sub("\u00b7", collapsed)
 

@@ -25,10 +25,14 @@ def validate_id_number(raw: object, today: date) -> str:
     """Return the compact ID number, or raise without echoing any of it."""
     if not isinstance(raw, str):
         raise InvalidIdNumber("id_number must be a string")
-    # Already compact (the common case): stdnum's compact would return it unchanged.
-    number = raw if _COMPACT.fullmatch(raw) else ric.compact(raw)
-    if len(number) != 18 or not isdigits(number[:-1]):
-        raise InvalidIdNumber("id_number must be 17 digits and a check character")
+    # Already compact (the common case): stdnum's compact would return it unchanged, and
+    # it is 17 digits and a check character.
+    if _COMPACT.fullmatch(raw):
+        number = raw
+    else:
+        number = ric.compact(raw)
+        if len(number) != 18 or not isdigits(number[:-1]):
+            raise InvalidIdNumber("id_number must be 17 digits and a check character")
     if number[-1] != ric.calc_check_digit(number):
         raise InvalidIdNumber("id_number has a wrong check character")
     try:
