@@ -417,18 +417,22 @@ def test_batch_marks_a_number_with_letters_or_a_tab_invalid_as_a_single_check_wo
     [
         ("text/csv", b"", b"number,since,result,last_change_on,error\n"),
         ("text/csv", b"\r\n\n", b"number,since,result,last_change_on,error\n"),
+        ("text/csv", b"\xef\xbb\xbf\r\n\n", b"number,since,result,last_change_on,error\n"),
         ("text/csv", b"number,since\n", b"number,since,result,last_change_on,error\n"),
         ("text/csv", b"\xef\xbb\xbfnumber,since,note\r\n", b"number,since,note,result,last_change_on,error\n"),
         ("application/x-ndjson", b"", b""),
         ("application/x-ndjson", b"\n", b""),
+        ("application/x-ndjson", b"\xef\xbb\xbf\n\n", b""),
     ],
     ids=[
         "csv-empty",
         "csv-blank-lines",
+        "csv-blank-lines-from-excel",
         "csv-header-only",
         "csv-header-only-from-excel",
         "ndjson-empty",
         "ndjson-blank",
+        "ndjson-blank-from-excel",
     ],
 )
 def test_an_empty_batch_is_answered_with_an_empty_table_of_the_same_shape(
