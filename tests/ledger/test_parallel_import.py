@@ -363,15 +363,14 @@ def chunk_of(settings: Settings, session: Session, clock: FixedClock, number: st
     return ParsedChunk([parsed], [], 0)
 
 
-def write_in(
-    session: Session, settings: Settings, clock: FixedClock, number: str, partitions: list[int] | None
-) -> None:
+def write_in(session: Session, settings: Settings, clock: FixedClock, number: str, partitions: list[int] | None) -> int:
+    """Write an activation of ``number`` in ``session``; the revision it makes."""
     carrier = repo.carrier_by_code(session, "CMCC")
     assert carrier is not None
     chunk = chunk_of(settings, session, clock, number, f"lock-{number}")
-    service.ingest_parsed(
+    return service.ingest_parsed(
         session, carrier, [chunk], clock=clock, settings=settings, source="test", partitions=partitions
-    )
+    ).revision
 
 
 def test_writers_of_other_partitions_go_on_and_writers_of_the_same_numbers_wait(
@@ -429,3 +428,37 @@ def test_the_check_index_does_not_skip_a_revision_committed_after_a_later_one(
     refresh()  # and once more, as the hub does every so often
     assert index.lookup(13800138001)[0] is not None
     assert index.lookup(13800138000)[0] is not None
+
+
+def test_the_check_index_takes_a_whole_ledger_write_at_once_while_jobs_started_after_it_are_in_flight(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    # A carrier's batch through the API holds the whole ledger: every revision below its
+    # own has committed. The checks see it at once, even when an import's jobs take the
+    # ledger right after it and are still writing.
+    index = LedgerIndex()
+    with sessions() as session:
+        index.refresh(session)
+    with sessions() as carrier_api, carrier_api.begin():
+        written = write_in(carrier_api, settings, clock, EVEN, None)
+    job = sessions()
+    job.begin()
+    try:
+        write_in(job, settings, clock, ODD, [ledger_partition(13800138001)])  # in flight
+
+        def refresh() -> None:
+            with sessions() as session:
+                index.refresh(session, settled=written)
+
+        reader = threading.Thread(target=refresh)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "the refresh waited for the job"
+        assert index.lookup(13800138000)[0] is not None
+        assert index.lookup(13800138001)[0] is None
+        job.commit()
+    finally:
+        job.close()
+    with sessions() as session:
+        index.refresh(session)
+    assert index.lookup(13800138001)[0] is not None

@@ -96,9 +96,11 @@ def _ingest(state: HubState, carrier_id: int, body: IO[bytes], media: str) -> se
         if carrier is None:
             raise Unauthenticated("the carrier of this credential no longer exists")
         result = service.ingest(session, carrier, events, clock=state.clock, settings=state.settings, source="api")
-    # This process answers checks too: let them see the change at once.
+    # This process answers checks too: let them see the change at once. The carrier's
+    # batch was written holding the whole ledger, so its revision is settled: the index
+    # goes up to it without waiting for the import jobs that may have started since.
     with state.sessions() as session:
-        state.index().refresh(session)
+        state.index().refresh(session, settled=result.revision)
     return result
 
 

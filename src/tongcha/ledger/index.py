@@ -180,18 +180,22 @@ class LedgerIndex:
             if len(self._overlay) >= self._merge_at:
                 self._merge()
 
-    def refresh(self, session: Session) -> int:
+    def refresh(self, session: Session, settled: int | None = None) -> int:
         """Pull what changed since our revision; returns how many numbers changed.
 
         Stamped before the query: checks arriving meanwhile answer from the index as it is
-        instead of each starting (or queueing behind) a refresh of their own."""
+        instead of each starting (or queueing behind) a refresh of their own.
+
+        ``settled`` is a revision every revision below which has committed: one a writer
+        of the whole ledger committed (no other writer was in flight while it held it).
+        The index then reads up to it without waiting for the writers in flight since."""
         self.refreshed_at = time.monotonic()
         with self._refreshing:
             # Nothing newer has committed: no need to wait for the writers in flight,
             # whose revisions are all above ours (ours was settled).
-            if repo.latest_revision(session) <= self.revision:
+            if (repo.latest_revision(session) if settled is None else settled) <= self.revision:
                 return 0
-            latest = repo.settled_revision(session)
+            latest = repo.settled_revision(session) if settled is None else settled
             rows = repo.number_summaries_since(session, self.revision)
             self.apply(rows, latest)
             return len(rows)
