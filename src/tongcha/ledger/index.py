@@ -191,13 +191,16 @@ class LedgerIndex:
         The index then reads up to it without waiting for the writers in flight since."""
         self.refreshed_at = time.monotonic()
         with self._refreshing:
-            # Nothing newer has committed: no need to wait for the writers in flight,
-            # whose revisions are all above ours (ours was settled).
-            if (repo.latest_revision(session) if settled is None else settled) <= self.revision:
+            if settled is None:
+                # Nothing newer has committed: no need to wait for the writers in flight,
+                # whose revisions are all above ours (ours was settled).
+                if repo.latest_revision(session) <= self.revision:
+                    return 0
+                settled = repo.settled_revision(session)
+            elif settled <= self.revision:
                 return 0
-            latest = repo.settled_revision(session) if settled is None else settled
             rows = repo.number_summaries_since(session, self.revision)
-            self.apply(rows, latest)
+            self.apply(rows, settled)
             return len(rows)
 
     def _merge(self) -> None:
