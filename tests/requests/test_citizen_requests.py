@@ -502,6 +502,57 @@ def test_unbind_keeps_what_i_bound_in_my_own_earlier_tenure_of_the_number(
     assert jd.accounts.accounts["own"].number == p
 
 
+def test_unbind_after_others_held_my_number_between_my_tenures_leaves_all_of_mine(
+    client: TestClient,
+    hub: Any,
+    jd: SimPlatform,
+    parties: dict[str, str],
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
+    # Alice held P, gave it to Bob, and has it back. Her unbind of the previous holders'
+    # bindings used to send one bound_before (her return) and so detached her own
+    # accounts from her first tenure as well.
+    events = [
+        ev("activated", P, "2015-03-01", ALICE),
+        ev("transferred", P, "2018-01-10", BOB),
+        ev("transferred", P, "2021-02-01", ALICE),
+    ]
+    r = client.post("/carrier/v1/events", json=events, headers=bearer(parties["CMCC"]))
+    assert r.json()["accepted"] == 3, r.text
+    for ref, owner, bound in (
+        ("before-alice", "赵*", at("2014-06-01")),  # someone's before Alice ever held P
+        ("alice-first", "张*", at("2016-01-01")),
+        ("alice-last-morning", "张*", at("2018-01-10", 8)),  # the day she gave P away
+        ("bob", "李*", at("2019-05-05")),
+        ("alice-now", "张*", at("2022-03-03")),
+    ):
+        jd.accounts.add(SimAccount(ref, "jd", owner, owner, P, bound.astimezone(UTC), at("2026-01-01")))
+    alice = verify(client, hub, ALICE, P)
+    r = client.post("/v1/unbind-requests", json={"number": P}, headers=alice)
+    assert r.status_code == 202, r.text
+    request_id = r.json()["request_id"]
+    deadline = time.monotonic() + 10
+    while (done := client.get(f"/v1/requests/{request_id}", headers=alice).json())["state"] != "completed":
+        assert time.monotonic() < deadline, done
+        work(sessions, settings, clock)  # the workers unbind what the listing named
+        time.sleep(0.05)
+    assert done["params"]["bound_before"] == "2015-03-01T00:00:00+08:00"
+    assert done["params"]["unbind_between"] == [
+        {"bound_from": "2018-01-11T00:00:00+08:00", "bound_until": "2021-02-01T00:00:00+08:00"}
+    ]
+    still = {ref for ref, account in jd.accounts.accounts.items() if account.number == P}
+    assert still == {"alice-first", "alice-last-morning", "alice-now"}
+    # Unbound, not deleted.
+    assert jd.accounts.accounts["bob"].status == "active"
+    assert jd.accounts.accounts["before-alice"].status == "active"
+    # One line for JD, a count: the listing of Bob's accounts never reaches Alice.
+    assert [(t["platform"], t["state"], t["answer"]) for t in done["platforms"]] == [("JD", "done", {"unbound": 2})]
+    assert "bob" not in str(done) and "李" not in str(done)
+    assert done["pending"] == []
+
+
 def test_detail_lists_my_accounts_masked_and_dispute_freezes_one(
     client: TestClient,
     hub: Any,

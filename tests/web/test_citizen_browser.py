@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer, serving
 from tests.factories import ALICE, BOB, ev
-from tests.requests.test_citizen_requests import EVENTS, M, N, simulated_jd
+from tests.requests.test_citizen_requests import EVENTS, M, N, P, simulated_jd, work
 from tests.web.test_browser import CHROMIUM
 from tongcha.kit import jobs
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.settings import Settings
+from tongcha.sim.accounts import SimAccount
 from tongcha.sim.platforms import SimPlatform
 from tongcha.web.app import create_app
 
@@ -299,3 +301,56 @@ def test_acting_on_a_number_one_does_not_hold_shows_why(hub: LiveHub, jd: SimPla
     page.get_by_test_id("unbind-button").click()
     expect(page.get_by_test_id("message")).to_contain_text("You can act only on numbers you hold")
     assert page.url == hub.url + "/me/numbers"
+
+
+def test_a_holder_who_came_back_unbinds_what_others_left_in_between_and_sees_a_count(
+    hub: LiveHub,
+    jd: SimPlatform,
+    page: Page,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+) -> None:
+    # P: Alice's, then Bob's, then Alice's again. JD holds one account of each stretch.
+    events = [
+        ev("activated", P, "2015-03-01", ALICE),
+        ev("transferred", P, "2018-01-10", BOB),
+        ev("transferred", P, "2021-02-01", ALICE),
+    ]
+    r = httpx.post(f"{hub.url}/carrier/v1/events", json=events, headers=bearer(hub.carrier))
+    assert r.json()["accepted"] == 3, r.text
+    for ref, owner, bound in (
+        ("alice-first", "张*", "2016-01-01"),
+        ("bob", "李*", "2019-05-05"),
+        ("alice-now", "张*", "2022-03-03"),
+    ):
+        moment = datetime.fromisoformat(f"{bound}T12:00:00+08:00").astimezone(UTC)
+        jd.accounts.add(SimAccount(ref, "jd", owner, owner, P, moment, moment))
+    page.goto(hub.url + "/me")
+    before = len(hub.state.sms.inbox(P))
+    page.get_by_test_id("verify-phone").fill(P)
+    page.get_by_test_id("verify-name").fill(ALICE["name"])
+    page.get_by_test_id("verify-id").fill(ALICE["id_number"])
+    page.get_by_test_id("verify-submit").click()
+    page.get_by_test_id("code-input").fill(code_from_the_phone(page, before))
+    page.get_by_test_id("code-submit").click()
+    page.wait_for_url(hub.url + "/me/numbers")
+
+    row = page.locator("[data-testid=number-row][data-current=true]").filter(has_text="****0003")
+    row.get_by_test_id("unbind-button").click()
+    page.wait_for_url(re.compile(r"/me/requests/r_"))
+    # The listing answers at once; the workers then unbind what it named.
+    state = page.get_by_test_id("request-state")
+    for _ in range(100):
+        if state.get_attribute("data-state") == "completed":
+            break
+        # On a thread of its own: Playwright's loop runs on this one.
+        worker = threading.Thread(target=work, args=(sessions, settings, clock))
+        worker.start()
+        worker.join()
+        page.wait_for_timeout(200)
+    expect(state).to_have_attribute("data-state", "completed")
+    expect(page.get_by_test_id("result-unbound")).to_have_text("1")
+    expect(page.get_by_test_id("result-kept")).to_have_count(0)
+    assert "李" not in page.content()
+    assert {ref for ref, a in jd.accounts.accounts.items() if a.number == P} == {"alice-first", "alice-now"}

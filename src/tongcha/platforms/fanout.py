@@ -9,6 +9,8 @@ produced it, so a late or duplicate answer changes nothing.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import random
 import secrets
@@ -68,6 +70,8 @@ class Target:
     platform: Callee
     body: dict[str, Any]
     due_by: datetime | None = None
+    # Another call than the request's own (an unbind's listings).
+    operation: Operation | None = None
 
 
 def each(platforms: Sequence[Callee], body: dict[str, Any]) -> list[Target]:
@@ -207,12 +211,13 @@ def open_request(
         platform = target.platform
         task_id = new_public_id("t")
         body = {"task_id": task_id, **target.body}
+        call = target.operation or operation
         rows.append(
             {
                 "task_id": task_id,
                 "request_id": request.id,
                 "platform_id": platform.id,
-                "operation": operation.value,
+                "operation": call.value,
                 "body": body,
                 "state": TaskState.in_flight.value if claim_for else TaskState.pending.value,
                 "attempts": 1 if claim_for else 0,
@@ -227,7 +232,7 @@ def open_request(
                 platform,
                 task_id=task_id,
                 request_pk=request.id,
-                operation=operation,
+                operation=call,
                 body=body,
                 attempt=1 if claim_for else 0,
                 give_up_at=give_up_at,
@@ -333,6 +338,9 @@ def record(
     if not params:
         return
     repo.record_outcomes(session, params)
+    listed = [c.task_id for (c, o) in results if c.operation is Operation.bindings_list and o.kind == "answered"]
+    if listed:
+        _unbind_what_was_listed(session, listed, now)
     for request_pk in requests:
         _maybe_complete(session, request_pk, now)
 
@@ -349,6 +357,9 @@ def record_callback(
         task.answer = answer
         task.answered_via = "callback"
         task.error_code = None
+        if task.operation == Operation.bindings_list.value:
+            session.flush()
+            _unbind_what_was_listed(session, [task.task_id], now)
     else:
         assert error is not None
         _finish(task, TaskState.failed, now)
@@ -357,6 +368,58 @@ def record_callback(
     session.flush()
     _maybe_complete(session, task.request_id, now)
     return True
+
+
+def _follow_up_id(task_id: str, account_ref: str) -> str:
+    """The task id of a listing's unbind of one account: the same for the same listing
+    and account, so recording a listing's answer twice opens nothing twice."""
+    digest = hashlib.sha256(f"{task_id}\n{account_ref}".encode()).digest()[:18]
+    return "t_" + base64.urlsafe_b64encode(digest).decode()
+
+
+def _moment(value: object) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _unbind_what_was_listed(session: Session, task_ids: Sequence[str], now: datetime) -> None:
+    """An unbind's listing of a stretch others held the number in, once answered: one
+    ``accounts/action`` unbind task per account it listed, for the same platform, due
+    when the listing was. Written in the transaction that records the answer, before the
+    request may complete. Only accounts the listing places inside its stretch are
+    unbound: one bound at any other time may be the current holder's."""
+    rows: dict[str, dict[str, Any]] = {}
+    for listing in repo.answered_unbind_listings(session, task_ids):
+        low, high = _moment(listing.body.get("bound_from")), _moment(listing.body.get("bound_until"))
+        if low is None or high is None or not isinstance(listing.answer, dict):
+            continue
+        # As long to try as the listing had, counted from now: its answer may come late.
+        window = listing.give_up_at - max(listing.created_at, listing.due_by or listing.created_at)
+        give_up_at = max(listing.give_up_at, now + window)
+        for account in listing.answer.get("accounts") or ():
+            ref = account.get("account_ref") if isinstance(account, dict) else None
+            bound_at = _moment(account.get("bound_at")) if isinstance(account, dict) else None
+            if not isinstance(ref, str) or not 0 < len(ref) <= 200 or bound_at is None or not low <= bound_at < high:
+                continue
+            task_id = _follow_up_id(listing.task_id, ref)
+            body = {"task_id": task_id, "number": listing.body["number"], "account_ref": ref, "action": "unbind"}
+            rows[task_id] = {
+                "task_id": task_id,
+                "request_id": listing.request_id,
+                "platform_id": listing.platform_id,
+                "operation": Operation.account_action.value,
+                "body": body,
+                "state": TaskState.pending.value,
+                "attempts": 0,
+                "run_after": now,
+                "give_up_at": give_up_at,
+                "created_at": now,
+                "due_by": listing.due_by,
+            }
+    repo.add_tasks_once(session, list(rows.values()))
 
 
 def _maybe_complete(session: Session, request_pk: int, now: datetime) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tongcha.kit.db import find_by_code, is_postgres
@@ -21,7 +22,8 @@ from tongcha.platforms.models import (
     SeenToken,
     TaskState,
 )
-from tongcha.requests.models import Request, RequestState
+from tongcha.requests.models import Request, RequestKind, RequestState
+from tongcha.sdk.protocol import Operation
 
 # ----- platforms --------------------------------------------------------------------
 
@@ -142,6 +144,31 @@ def add_tasks(session: Session, rows: list[dict[str, Any]]) -> None:
     # Core rather than ORM objects: a fan-out writes many rows and this is its hot path.
     if rows:
         session.execute(insert(PlatformTask), rows)
+
+
+def add_tasks_once(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert tasks, each row a dict of ``PlatformTask`` columns, leaving out any whose
+    ``task_id`` is stored already (one written by a recorder that got there first)."""
+    if not rows:
+        return
+    dialect = postgresql if is_postgres(session) else sqlite
+    session.execute(dialect.insert(PlatformTask).on_conflict_do_nothing(index_elements=["task_id"]), rows)
+
+
+def answered_unbind_listings(session: Session, task_ids: Collection[str]) -> list[PlatformTask]:
+    """Of these tasks, the listings of unbind requests that are answered."""
+    return list(
+        session.scalars(
+            select(PlatformTask)
+            .join(Request, Request.id == PlatformTask.request_id)
+            .where(
+                PlatformTask.task_id.in_(task_ids),
+                PlatformTask.operation == Operation.bindings_list.value,
+                PlatformTask.state == TaskState.done.value,
+                Request.kind == RequestKind.unbind.value,
+            )
+        )
+    )
 
 
 def due_tasks(session: Session, now: datetime, limit: int) -> list[PlatformTask]:

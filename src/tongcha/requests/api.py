@@ -15,6 +15,7 @@ from tongcha.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unau
 from tongcha.kit.phone import parse_mobile
 from tongcha.platforms import fanout
 from tongcha.platforms.dispatch import run_claimed
+from tongcha.platforms.models import FINAL_STATES, TaskState
 from tongcha.requests import service
 from tongcha.requests.models import RequestKind
 from tongcha.requests.schemas import (
@@ -125,6 +126,61 @@ def _for_the_citizen(answer: dict[str, Any] | None) -> dict[str, Any] | None:
     return answer
 
 
+def _task_out(t: fanout.TaskView) -> TaskOut:
+    return TaskOut(
+        platform=t.platform,
+        platform_name=t.platform_name,
+        number=t.number,
+        state=t.state,
+        due_by=t.due_by,
+        overdue=t.overdue,
+        answer=_for_the_citizen(t.answer),
+        error=t.error_code,
+    )
+
+
+def _one_platforms_unbind(tasks: list[fanout.TaskView]) -> TaskOut:
+    """An unbind that took a platform several calls (the unbind before the holder's first
+    tenure, a listing of each stretch others held the number in between, then one call
+    per account listed) as one platform's progress. The listings named the previous
+    holders' accounts: the citizen is told how many went, never which."""
+    still_open = [t.state for t in tasks if t.state not in FINAL_STATES]
+    failed = [t for t in tasks if t.state == TaskState.failed.value]
+    unbound = refused = 0
+    for t in tasks:
+        said = t.answer or {}
+        if isinstance(said.get("unbound"), list):
+            unbound += len(said["unbound"])
+        elif said.get("outcome") == "done":
+            unbound += 1
+        elif said.get("outcome") == "refused":
+            refused += 1
+    answer: dict[str, Any] | None = None
+    if not still_open:
+        answer = {"unbound": unbound, **({"refused": refused} if refused else {})}
+    dues = [t.due_by for t in tasks if t.due_by is not None]
+    return TaskOut(
+        platform=tasks[0].platform,
+        platform_name=tasks[0].platform_name,
+        number=tasks[0].number,
+        state=still_open[0] if still_open else TaskState.failed.value if failed else TaskState.done.value,
+        due_by=max(dues) if dues else None,
+        overdue=any(t.overdue for t in tasks),
+        answer=answer,
+        error=failed[0].error_code if failed else None,
+    )
+
+
+def _platforms_out(progress: fanout.Progress) -> list[TaskOut]:
+    if progress.kind != RequestKind.unbind.value:
+        # An inquiry over several numbers asks each platform once per number: one each.
+        return [_task_out(t) for t in progress.tasks]
+    per_platform: dict[str, list[fanout.TaskView]] = {}
+    for t in progress.tasks:
+        per_platform.setdefault(t.platform, []).append(t)
+    return [_task_out(tasks[0]) if len(tasks) == 1 else _one_platforms_unbind(tasks) for tasks in per_platform.values()]
+
+
 def _out(progress: fanout.Progress) -> RequestOut:
     return RequestOut(
         request_id=progress.request_id,
@@ -134,21 +190,9 @@ def _out(progress: fanout.Progress) -> RequestOut:
         due_by=progress.due_by,
         completed_at=progress.completed_at,
         params=progress.params,
-        pending=progress.pending,
-        overdue=[t.platform for t in progress.tasks if t.overdue],
-        platforms=[
-            TaskOut(
-                platform=t.platform,
-                platform_name=t.platform_name,
-                number=t.number,
-                state=t.state,
-                due_by=t.due_by,
-                overdue=t.overdue,
-                answer=_for_the_citizen(t.answer),
-                error=t.error_code,
-            )
-            for t in progress.tasks
-        ],
+        pending=list(dict.fromkeys(progress.pending)),
+        overdue=list(dict.fromkeys(t.platform for t in progress.tasks if t.overdue)),
+        platforms=_platforms_out(progress),
     )
 
 

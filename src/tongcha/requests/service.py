@@ -2,11 +2,12 @@
 
 The rules that protect people live here:
 - a citizen acts only on numbers they hold now (history: numbers they held before);
-- an unbind sends ``bound_before`` = the start of the current holder's tenure (local
-  midnight of its first day: the tenure in force at the end of a day owns that day), so
-  a binding made at or after it, the current holder's own, is never touched; when the
-  same holder held the number just before, with nobody else in between, the start of
-  that earlier tenure (their bindings from then are theirs too);
+- an unbind sends ``bound_before`` = the start of the current holder's first tenure of
+  the number (local midnight of its first day: the tenure in force at the end of a day
+  owns that day), so a binding made at or after it is never touched by that call; when
+  others held the number between two of the holder's tenures (A, then B, then A again),
+  what was bound in between is listed and each listed account unbound alone, so the
+  holder's bindings from before (theirs too) are never touched (``unbind_plan``);
 - history asks only about [start, end) of the citizen's own old tenure.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -124,9 +125,61 @@ def _check_listed(session: Session, holder: str, number: str, platform: str, acc
     )
 
 
+@dataclass(frozen=True, slots=True)
+class UnbindPlan:
+    """Which bindings an unbind detaches, in days of the ledger (local midnights).
+
+    ``bound_before``: the first day the holder held the number; everything bound before
+    it was bound before they ever held it. ``spans``: ``[from, until)`` stretches where
+    others held the number between two of the holder's own tenures. A stretch starts the
+    day after the holder's earlier tenure ended (on that day the holder still held it in
+    the morning, so nothing bound then is touched) and ends where their next one began.
+    """
+
+    bound_before: date
+    spans: tuple[tuple[date, date], ...] = ()
+
+
+class HeldTenure(Protocol):
+    """What a plan reads of a tenure: a stored one, or one replay made."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def holder_digest(self) -> str: ...
+    @property
+    def started_on(self) -> date: ...
+    @property
+    def ended_on(self) -> date | None: ...
+
+
+def unbind_plan(tenures: Sequence[HeldTenure], holder: str) -> UnbindPlan:
+    """The plan for ``holder``, the current holder, from the number's tenures up to the
+    current one (any order). The protocol's unbind has no lower bound (API.md), so a
+    stretch between two of the holder's tenures cannot be one ``bindings/unbind``."""
+    ordered = sorted(tenures, key=lambda t: t.seq)
+    mine = [t for t in ordered if t.holder_digest == holder]
+    if not mine:
+        raise PermissionDenied("you can act only on numbers you hold now")
+    spans: list[tuple[date, date]] = []
+    mine_ended: date | None = None
+    others_since = False
+    for tenure in ordered:
+        if tenure.holder_digest != holder:
+            others_since = mine_ended is not None
+            continue
+        if mine_ended is not None and others_since:
+            start = mine_ended + timedelta(days=1)
+            if start < tenure.started_on:
+                spans.append((start, tenure.started_on))
+        others_since = False
+        mine_ended = tenure.ended_on
+    return UnbindPlan(mine[0].started_on, tuple(spans))
+
+
 def unbind_cutoff(started_on: date, zone: ZoneInfo) -> datetime:
-    """``bound_before`` for an unbind of the previous holder's bindings: the start of the
-    day the current tenure began. Everything bound at or after it is the holder's own."""
+    """``bound_before`` for an unbind of the previous holders' bindings: the start of the
+    day the holder's first tenure of the number began (``UnbindPlan.bound_before``)."""
     return local_midnight(started_on, zone)
 
 
@@ -174,6 +227,8 @@ def open_citizen_request(
     """
     holder = citizen.holder_digest
     bodies: list[tuple[Callee, dict[str, Any]]] = []
+    # An unbind's stretches between two of the holder's tenures: listed, then unbound alone.
+    listings: list[tuple[Callee, dict[str, Any]]] = []
     params: dict[str, Any] = {}
     if ask.kind is RequestKind.inquiry:
         tenures = ledger_repo.held_now(session, holder)
@@ -206,9 +261,21 @@ def open_citizen_request(
             bodies = [(c, {"number": number, "bound_from": start}) for c in chosen]
         elif ask.kind is RequestKind.unbind:
             chosen = _pick(callees, ask.platforms)
-            cutoff = unbind_cutoff(_held_since(session, current), zone).isoformat()
+            plan = unbind_plan(ledger_repo.latest_tenures(session, current.number, current.seq), holder)
+            cutoff = unbind_cutoff(plan.bound_before, zone).isoformat()
             params.update(number=number, bound_before=cutoff, platforms=[c.code for c in chosen])
             bodies = [(c, {"number": number, "bound_before": cutoff}) for c in chosen]
+            if plan.spans:
+                # Listed, then each listed account unbound alone (fanout's follow-ups).
+                spans = [
+                    {
+                        "bound_from": local_midnight(low, zone).isoformat(),
+                        "bound_until": local_midnight(high, zone).isoformat(),
+                    }
+                    for low, high in plan.spans
+                ]
+                params["unbind_between"] = spans
+                listings = [(c, {"number": number, **span}) for c in chosen for span in spans]
         elif ask.kind is RequestKind.dispute:
             assert ask.platform is not None and ask.account_ref is not None and ask.action is not None
             chosen = _pick(callees, (ask.platform,))
@@ -233,6 +300,7 @@ def open_citizen_request(
         return calendar.due_by(now, int(days), zone)
 
     targets = [Target(c, body, due(c)) for c, body in bodies]
+    targets += [Target(c, body, due(c), Operation.bindings_list) for c, body in listings]
     return fanout.open_request(
         session,
         kind=ask.kind,
@@ -340,9 +408,11 @@ def operator_requests(
                 created_at=r.created_at,
                 due_by=r.due_by,
                 completed_at=r.completed_at,
-                platforms=len(tasks[r.id]),
-                pending=[code for code, task_state, _ in tasks[r.id] if task_state not in FINAL_STATES],
-                overdue=[code for code, _, late in tasks[r.id] if late],
+                # A platform may have several tasks (an inquiry's numbers, an unbind's
+                # listings): each platform is named once.
+                platforms=len({code for code, _, _ in tasks[r.id]}),
+                pending=list(dict.fromkeys(code for code, state, _ in tasks[r.id] if state not in FINAL_STATES)),
+                overdue=list(dict.fromkeys(code for code, _, late in tasks[r.id] if late)),
             )
             for r in page
         ],

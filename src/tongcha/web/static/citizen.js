@@ -566,14 +566,15 @@
       );
     }
     if (typeof answer.unbound === "number") {
-      // A count: the accounts detached were the previous holder's, not shown by name.
+      // A count: the accounts detached were the previous holders', not shown by name. An
+      // unbind of several stretches says no "kept", and "refused" when a platform said no.
       return el(
         "span",
         {},
         "已解绑 unbound: ",
         el("span", { testid: "result-unbound", "data-count": String(answer.unbound) }, String(answer.unbound)),
-        " · 保留 kept: ",
-        el("span", { testid: "result-kept" }, String(answer.kept)),
+        typeof answer.kept === "number" ? [" · 保留 kept: ", el("span", { testid: "result-kept" }, String(answer.kept))] : [],
+        answer.refused ? [" · 被拒绝 refused: ", el("span", { testid: "result-refused" }, String(answer.refused))] : [],
       );
     }
     if (answer.outcome) {
