@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     check_log_flush_ms: float = Field(default=2.0, ge=0)
     # Answer well-formed single checks below FastAPI's routing (ledger/fastpath.py).
     check_fast_path: bool = True
+    # FastAPI's own OpenTelemetry (traces, metrics and logs to the providers configured
+    # globally, by the OpenTelemetry SDK). Off unless asked for: FastAPI asks on every
+    # request whether a provider is configured, about 5 µs, a few per cent of a check.
+    telemetry: bool = False
     log_level: str = "INFO"
     # Fan-out: how long a request waits for quick platforms before leaving the rest to
     # the workers, and how long the workers keep retrying a platform before giving up.

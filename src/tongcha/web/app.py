@@ -69,6 +69,7 @@ def create_app(
         version="0.1.0",
         summary="An open clearing-house for phone-number account bindings",
         lifespan=lifespan,
+        telemetry=None if settings.telemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.hub = state
     errors.install(app)
