@@ -502,6 +502,15 @@ def test_unbind_keeps_what_i_bound_in_my_own_earlier_tenure_of_the_number(
     assert jd.accounts.accounts["own"].number == p
 
 
+def came_back() -> list[dict[str, Any]]:
+    """P's events: Alice's from 2015, Bob's from 2018-01-10, Alice's again from 2021-02-01."""
+    return [
+        ev("activated", P, "2015-03-01", ALICE),
+        ev("transferred", P, "2018-01-10", BOB),
+        ev("transferred", P, "2021-02-01", ALICE),
+    ]
+
+
 def test_unbind_after_others_held_my_number_between_my_tenures_leaves_all_of_mine(
     client: TestClient,
     hub: Any,
@@ -514,12 +523,7 @@ def test_unbind_after_others_held_my_number_between_my_tenures_leaves_all_of_min
     # Alice held P, gave it to Bob, and has it back. Her unbind of the previous holders'
     # bindings used to send one bound_before (her return) and so detached her own
     # accounts from her first tenure as well.
-    events = [
-        ev("activated", P, "2015-03-01", ALICE),
-        ev("transferred", P, "2018-01-10", BOB),
-        ev("transferred", P, "2021-02-01", ALICE),
-    ]
-    r = client.post("/carrier/v1/events", json=events, headers=bearer(parties["CMCC"]))
+    r = client.post("/carrier/v1/events", json=came_back(), headers=bearer(parties["CMCC"]))
     assert r.json()["accepted"] == 3, r.text
     for ref, owner, bound in (
         ("before-alice", "赵*", at("2014-06-01")),  # someone's before Alice ever held P

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import bearer, serving
 from tests.factories import ALICE, BOB, ev
-from tests.requests.test_citizen_requests import EVENTS, M, N, P, simulated_jd, work
+from tests.requests.test_citizen_requests import EVENTS, M, N, P, came_back, simulated_jd, work
 from tests.web.test_browser import CHROMIUM
 from tongcha.kit import jobs
 from tongcha.kit.clock import FixedClock
@@ -284,16 +284,21 @@ def test_the_previous_holder_verifies_with_six_digits_and_looks_back_at_a_former
     expect(page.get_by_test_id("result-count")).to_have_attribute("data-count", "1")
 
 
-def test_acting_on_a_number_one_does_not_hold_shows_why(hub: LiveHub, jd: SimPlatform, page: Page) -> None:
+def verify_on_the_page(page: Page, hub: LiveHub, person: dict[str, str], phone: str) -> None:
+    """Verify with name and ID number, the code read off the on-screen phone."""
     page.goto(hub.url + "/me")
-    before = len(hub.state.sms.inbox(N))
-    page.get_by_test_id("verify-phone").fill(N)
-    page.get_by_test_id("verify-name").fill(BOB["name"])
-    page.get_by_test_id("verify-id").fill(BOB["id_number"])
+    before = len(hub.state.sms.inbox(phone))
+    page.get_by_test_id("verify-phone").fill(phone)
+    page.get_by_test_id("verify-name").fill(person["name"])
+    page.get_by_test_id("verify-id").fill(person["id_number"])
     page.get_by_test_id("verify-submit").click()
     page.get_by_test_id("code-input").fill(code_from_the_phone(page, before))
     page.get_by_test_id("code-submit").click()
     page.wait_for_url(hub.url + "/me/numbers")
+
+
+def test_acting_on_a_number_one_does_not_hold_shows_why(hub: LiveHub, jd: SimPlatform, page: Page) -> None:
+    verify_on_the_page(page, hub, BOB, N)
     expect(page.get_by_test_id("number-row")).to_have_count(1)
     # the ledger moves on while the page is open: the number is cancelled
     r = httpx.post(f"{hub.url}/carrier/v1/events", json=[ev("cancelled", N, "2026-11-20")], headers=bearer(hub.carrier))
@@ -312,12 +317,7 @@ def test_a_holder_who_came_back_unbinds_what_others_left_in_between_and_sees_a_c
     clock: FixedClock,
 ) -> None:
     # P: Alice's, then Bob's, then Alice's again. JD holds one account of each stretch.
-    events = [
-        ev("activated", P, "2015-03-01", ALICE),
-        ev("transferred", P, "2018-01-10", BOB),
-        ev("transferred", P, "2021-02-01", ALICE),
-    ]
-    r = httpx.post(f"{hub.url}/carrier/v1/events", json=events, headers=bearer(hub.carrier))
+    r = httpx.post(f"{hub.url}/carrier/v1/events", json=came_back(), headers=bearer(hub.carrier))
     assert r.json()["accepted"] == 3, r.text
     for ref, owner, bound in (
         ("alice-first", "张*", "2016-01-01"),
@@ -326,16 +326,7 @@ def test_a_holder_who_came_back_unbinds_what_others_left_in_between_and_sees_a_c
     ):
         moment = datetime.fromisoformat(f"{bound}T12:00:00+08:00").astimezone(UTC)
         jd.accounts.add(SimAccount(ref, "jd", owner, owner, P, moment, moment))
-    page.goto(hub.url + "/me")
-    before = len(hub.state.sms.inbox(P))
-    page.get_by_test_id("verify-phone").fill(P)
-    page.get_by_test_id("verify-name").fill(ALICE["name"])
-    page.get_by_test_id("verify-id").fill(ALICE["id_number"])
-    page.get_by_test_id("verify-submit").click()
-    page.get_by_test_id("code-input").fill(code_from_the_phone(page, before))
-    page.get_by_test_id("code-submit").click()
-    page.wait_for_url(hub.url + "/me/numbers")
-
+    verify_on_the_page(page, hub, ALICE, P)
     row = page.locator("[data-testid=number-row][data-current=true]").filter(has_text="****0003")
     row.get_by_test_id("unbind-button").click()
     page.wait_for_url(re.compile(r"/me/requests/r_"))
