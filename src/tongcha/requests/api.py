@@ -173,7 +173,7 @@ def _one_platforms_unbind(tasks: list[fanout.TaskView]) -> TaskOut:
 
 def _platforms_out(progress: fanout.Progress) -> list[TaskOut]:
     if progress.kind != RequestKind.unbind.value:
-        # An inquiry over several numbers asks each platform once per number: one each.
+        # A line per task (an inquiry over several numbers has one per number and platform).
         return [_task_out(t) for t in progress.tasks]
     per_platform: dict[str, list[fanout.TaskView]] = {}
     for t in progress.tasks:
