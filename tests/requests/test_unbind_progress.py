@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tongcha.platforms.fanout import Progress, TaskView
-from tongcha.requests.api import _out
+from tongcha.requests.api import request_out
 
 NOW = datetime(2026, 11, 23, 4, tzinfo=UTC)
 LISTED = {
@@ -24,7 +24,7 @@ def task(platform: str, state: str, answer: dict[str, Any] | None, error: str | 
 
 def unbind(*tasks: TaskView) -> dict[str, Any]:
     progress = Progress("r_1", "unbind", "open", {}, NOW, None, list(tasks), NOW)
-    return _out(progress).model_dump(mode="json")
+    return request_out(progress).model_dump(mode="json")
 
 
 def test_while_a_listings_unbinds_are_open_the_platform_is_pending_with_no_result() -> None:

@@ -181,7 +181,8 @@ def _platforms_out(progress: fanout.Progress) -> list[TaskOut]:
     return [_task_out(tasks[0]) if len(tasks) == 1 else _one_platforms_unbind(tasks) for tasks in per_platform.values()]
 
 
-def _out(progress: fanout.Progress) -> RequestOut:
+def request_out(progress: fanout.Progress) -> RequestOut:
+    """A request as its citizen sees it."""
     return RequestOut(
         request_id=progress.request_id,
         kind=progress.kind,
@@ -199,7 +200,7 @@ def _out(progress: fanout.Progress) -> RequestOut:
 @router.get("/v1/requests", summary="My requests, newest first", responses=responses(Unauthenticated))
 def my_requests(citizen: CitizenCaller, hub: HubDep) -> list[RequestOut]:
     with hub.sessions() as session:
-        return [_out(fanout.progress(session, r)) for r in service.requests_of(session, citizen.holder_digest)]
+        return [request_out(fanout.progress(session, r)) for r in service.requests_of(session, citizen.holder_digest)]
 
 
 @router.get(
@@ -210,4 +211,4 @@ def my_requests(citizen: CitizenCaller, hub: HubDep) -> list[RequestOut]:
 def my_request(request_id: PublicIdPath, citizen: CitizenCaller, hub: HubDep) -> RequestOut:
     with hub.sessions() as session:
         request = service.request_of(session, citizen.holder_digest, request_id)
-        return _out(fanout.progress(session, request))
+        return request_out(fanout.progress(session, request))
