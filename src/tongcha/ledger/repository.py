@@ -230,7 +230,7 @@ EVENT_INSERT_COLUMNS = (
 )
 
 
-def add_events(session: Session, events: Sequence[Event], revision: int, first_position: int = 0) -> None:
+def add_events(session: Session, events: Sequence[Event], revision: int, first_position: int) -> None:
     """Append accepted events to the ledger in the order given, as ``revision``'s events
     from ``first_position`` on (the events it has written already)."""
     rows = [

@@ -213,19 +213,16 @@ def open_request(
         body = {"task_id": task_id, **target.body}
         call = target.operation or operation
         rows.append(
-            {
-                "task_id": task_id,
-                "request_id": request.id,
-                "platform_id": platform.id,
-                "operation": call.value,
-                "body": body,
-                "state": TaskState.in_flight.value if claim_for else TaskState.pending.value,
-                "attempts": 1 if claim_for else 0,
-                "run_after": now + claim_for if claim_for else now,
-                "give_up_at": give_up_at,
-                "created_at": now,
-                "due_by": target.due_by,
-            }
+            _task_row(
+                request.id,
+                platform.id,
+                call,
+                body,
+                now=now,
+                give_up_at=give_up_at,
+                due_by=target.due_by,
+                claim_for=claim_for,
+            )
         )
         calls.append(
             _call(
@@ -240,6 +237,34 @@ def open_request(
         )
     repo.add_tasks(session, rows)
     return request, calls
+
+
+def _task_row(
+    request_pk: int,
+    platform_id: int,
+    operation: Operation,
+    body: dict[str, Any],
+    *,
+    now: datetime,
+    give_up_at: datetime,
+    due_by: datetime | None,
+    claim_for: timedelta | None = None,
+) -> dict[str, Any]:
+    """A new task's columns (``body`` names its ``task_id``): ``in_flight`` under a lease
+    of ``claim_for`` when its opener calls it, else ``pending`` for the workers."""
+    return {
+        "task_id": body["task_id"],
+        "request_id": request_pk,
+        "platform_id": platform_id,
+        "operation": operation.value,
+        "body": body,
+        "state": TaskState.in_flight.value if claim_for else TaskState.pending.value,
+        "attempts": 1 if claim_for else 0,
+        "run_after": now + claim_for if claim_for else now,
+        "give_up_at": give_up_at,
+        "created_at": now,
+        "due_by": due_by,
+    }
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> list[TaskCall]:
@@ -377,7 +402,8 @@ def _follow_up_id(task_id: str, account_ref: str) -> str:
     return "t_" + base64.urlsafe_b64encode(digest).decode()
 
 
-def _moment(value: object) -> datetime | None:
+def aware_moment(value: object) -> datetime | None:
+    """A time a platform wrote (RFC 3339), or None when it is not one with an offset."""
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
@@ -393,7 +419,7 @@ def _unbind_what_was_listed(session: Session, task_ids: Sequence[str], now: date
     unbound: one bound at any other time may be the current holder's."""
     rows: dict[str, dict[str, Any]] = {}
     for listing in repo.answered_unbind_listings(session, task_ids):
-        low, high = _moment(listing.body.get("bound_from")), _moment(listing.body.get("bound_until"))
+        low, high = aware_moment(listing.body.get("bound_from")), aware_moment(listing.body.get("bound_until"))
         if low is None or high is None or not isinstance(listing.answer, dict):
             continue
         # As long to try as the listing had, counted from now: its answer may come late.
@@ -401,24 +427,20 @@ def _unbind_what_was_listed(session: Session, task_ids: Sequence[str], now: date
         give_up_at = max(listing.give_up_at, now + window)
         for account in listing.answer.get("accounts") or ():
             ref = account.get("account_ref") if isinstance(account, dict) else None
-            bound_at = _moment(account.get("bound_at")) if isinstance(account, dict) else None
+            bound_at = aware_moment(account.get("bound_at")) if isinstance(account, dict) else None
             if not isinstance(ref, str) or not 0 < len(ref) <= 200 or bound_at is None or not low <= bound_at < high:
                 continue
             task_id = _follow_up_id(listing.task_id, ref)
             body = {"task_id": task_id, "number": listing.body["number"], "account_ref": ref, "action": "unbind"}
-            rows[task_id] = {
-                "task_id": task_id,
-                "request_id": listing.request_id,
-                "platform_id": listing.platform_id,
-                "operation": Operation.account_action.value,
-                "body": body,
-                "state": TaskState.pending.value,
-                "attempts": 0,
-                "run_after": now,
-                "give_up_at": give_up_at,
-                "created_at": now,
-                "due_by": listing.due_by,
-            }
+            rows[task_id] = _task_row(
+                listing.request_id,
+                listing.platform_id,
+                Operation.account_action,
+                body,
+                now=now,
+                give_up_at=give_up_at,
+                due_by=listing.due_by,
+            )
     repo.add_tasks_once(session, list(rows.values()))
 
 
@@ -463,7 +485,9 @@ class Progress:
 
     @property
     def pending(self) -> list[str]:
-        return [t.platform for t in self.tasks if t.state not in FINAL_STATES]
+        """The platforms with a task still open, each once (a platform may have several:
+        an inquiry's numbers, an unbind's listings)."""
+        return list(dict.fromkeys(t.platform for t in self.tasks if t.state not in FINAL_STATES))
 
 
 def progress(session: Session, request: Request) -> Progress:

@@ -191,7 +191,7 @@ def request_out(progress: fanout.Progress) -> RequestOut:
         due_by=progress.due_by,
         completed_at=progress.completed_at,
         params=progress.params,
-        pending=list(dict.fromkeys(progress.pending)),
+        pending=progress.pending,
         overdue=list(dict.fromkeys(t.platform for t in progress.tasks if t.overdue)),
         platforms=_platforms_out(progress),
     )

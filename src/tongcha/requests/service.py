@@ -113,11 +113,8 @@ def _check_listed(session: Session, holder: str, number: str, platform: str, acc
         for account in answer.get("accounts") or ():
             if not isinstance(account, dict) or account.get("account_ref") != account_ref:
                 continue
-            try:
-                bound_at = datetime.fromisoformat(str(account.get("bound_at")))
-            except ValueError:
-                continue
-            if bound_at.tzinfo is not None and bound_at >= since:
+            bound_at = fanout.aware_moment(account.get("bound_at"))
+            if bound_at is not None and bound_at >= since:
                 return
     raise PermissionDenied(
         "you can dispute only an account that a details request listed on this number as bound "
