@@ -9,7 +9,7 @@ PY := .venv/bin/python
 PG_ADMIN ?= postgresql://postgres@127.0.0.1:5432/postgres
 PG_CHECK ?= postgresql://postgres@127.0.0.1:5432/tongcha_alembic_check
 
-.PHONY: demo check install postgres browser lint typecheck migrations-check test
+.PHONY: demo check install build-deps postgres browser lint typecheck migrations-check test
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -18,8 +18,13 @@ $(UV):
 # --compile-bytecode: the packages' bytecode is written once, here, as pip writes it. uv
 # leaves it out by default, and where PYTHONDONTWRITEBYTECODE is set every process then
 # compiled them anew: each `tongcha` command took 4.4 s to start instead of 1.9.
-install: $(UV)
+install: $(UV) build-deps
 	$(UV) sync --frozen --all-groups --compile-bytecode
+
+# The package has one compiled part (setup.py), built by the install: a C compiler and
+# OpenSSL's headers. Debian's gcc and libssl-dev, when they are missing.
+build-deps:
+	@(command -v gcc >/dev/null && test -f /usr/include/openssl/sha.h) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libssl-dev >/dev/null)
 
 demo: install
 	.venv/bin/tongcha demo
@@ -32,8 +37,8 @@ browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 lint: install
-	.venv/bin/ruff check src tests bench migrations
-	.venv/bin/ruff format --check src tests bench migrations
+	.venv/bin/ruff check src tests bench migrations setup.py
+	.venv/bin/ruff format --check src tests bench migrations setup.py
 
 typecheck: install
 	.venv/bin/mypy

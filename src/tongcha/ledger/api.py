@@ -23,7 +23,7 @@ from tongcha.kit.phone import parse_mobile
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker
 from tongcha.ledger.index import LedgerIndex
-from tongcha.ledger.parse import json_array_events, ndjson_events
+from tongcha.ledger.parse import json_array_events, numbered_lines
 from tongcha.ledger.schemas import (
     CamaraCheckIn,
     CamaraCheckOut,
@@ -90,7 +90,7 @@ async def post_events(request: Request, caller: CarrierCaller, state: HubDep) ->
 def _ingest(state: HubState, carrier_id: int, body: IO[bytes], media: str) -> service.IngestResult:
     from tongcha.ledger.models import Carrier
 
-    events: Any = json_array_events(body.read()) if media == "application/json" else ndjson_events(body)
+    events: Any = json_array_events(body.read()) if media == "application/json" else numbered_lines(body)
     with state.sessions() as session, session.begin():
         carrier = session.get(Carrier, carrier_id)
         if carrier is None:

@@ -45,7 +45,7 @@ from tongcha.ledger import repository as repo
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats, split_blocks
 from tongcha.ledger.models import Carrier, ReassignmentBatch
-from tongcha.ledger.parse import Rejection, csv_events, ndjson_events, ndjson_numbered, sniff_format
+from tongcha.ledger.parse import Rejection, csv_events, ndjson_numbered, numbered_lines, sniff_format
 from tongcha.ledger.tasks import CheckLog, Receipts
 from tongcha.platforms.models import Platform
 
@@ -75,8 +75,10 @@ class ImportTotals:
 
 
 def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
+    """The file's events for ``EventParser.parse``: of NDJSON, its numbered lines, which
+    the parser decodes; of CSV, its rows."""
     if _format_of(path, raw) == "ndjson":
-        return ndjson_events(raw)
+        return numbered_lines(raw)
     return _csv_rows(raw)
 
 
@@ -626,7 +628,7 @@ def _job(
     try:
         engine = make_engine(settings.database_url)
         try:
-            events = ndjson_numbered(_fed_lines(feed)) if ndjson else _fed_rows(feed)
+            events = _fed_lines(feed) if ndjson else _fed_rows(feed)
             for result in _import_events(engine, settings, carrier_code, clock, events, share.partitions):
                 out.send(("commit", result))
         finally:

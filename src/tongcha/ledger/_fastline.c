@@ -1,0 +1,535 @@
+/* The common NDJSON line of a carrier's file, decoded, checked and digested at once.
+ *
+ * tongcha.ledger.parse.EventParser is what decides every event. This reads only the
+ * shape nearly every line of a carrier's file has, with no room for doubt:
+ *
+ *   {"event_id":"...","type":"...","number":"+86...","occurred_at":"...",
+ *    "holder":{"id_number":"...","name":"..."}}
+ *
+ * in any order of keys, no spaces, no escapes, an event id of printable ASCII, a plain
+ * mobile number, an RFC 3339 time, a compact ID number and a name of CJK Unified
+ * Ideographs alone. Such a line it returns as the Event the Python parser makes of it
+ * (the tests hold the two equal); any other line, and any line the Python parser would
+ * refuse, it returns None for, and the Python parser decides it. So this never refuses
+ * an event and never says why: every refusal is the Python parser's.
+ *
+ * The three digests of a holder are HMAC-SHA-256 through OpenSSL, from keyed states made
+ * once, as tongcha.kit.digests.Digester.identity makes them.
+ */
+#define PY_SSIZE_T_CLEAN
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <Python.h>
+#include <datetime.h>
+#include <openssl/sha.h>
+#include <stdint.h>
+#include <string.h>
+
+#define PREFIX_MAX 16
+#define MAX_NAME_CHARS 100
+#define MAX_EVENT_ID 128
+#define FIELDS 12 /* Event's fields, in order */
+
+enum { K_ACTIVATED, K_CANCELLED, K_TRANSFERRED, K_SUSPENDED, K_RESUMED, K_COUNT };
+static const char *const KIND_NAMES[K_COUNT] = {"activated", "cancelled", "transferred", "suspended", "resumed"};
+
+typedef struct {
+    SHA256_CTX inner, outer;
+} Keyed;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *event_type;  /* tongcha.ledger.replay.Event */
+    PyObject *kinds[K_COUNT];
+    PyObject *carrier_id;
+    Keyed holder, kyc, tail;
+    char prefix[PREFIX_MAX]; /* "k1:" */
+    Py_ssize_t prefix_len;
+    unsigned char mobile[100000]; /* whether each 6-digit prefix 100000..199999 starts a mobile number */
+    int64_t earliest_us, latest_us;   /* the times an event may have, as microseconds since 1970 UTC */
+    int64_t steady_since_us;          /* from this moment on the time zone's offset is ... */
+    int64_t offset_us;                /* ... this */
+    int today_y, today_m, today_d;    /* the day in the time zone: no one is born after it */
+} FastLine;
+
+/* ----- days and times ------------------------------------------------------------- */
+
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t yoe = y - era * 400;
+    const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int *y, int *m, int *d) {
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const int64_t doe = z - era * 146097;
+    const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static int days_in_month(int y, int m) {
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+    return days[m - 1];
+}
+
+static int digits(const char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM) as microseconds since 1970 UTC. */
+static int parse_time(const char *s, Py_ssize_t n, int64_t *us) {
+    int y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0;
+    if (n < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':') return 0;
+    if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) || !digits(s + 11, 2, &h) ||
+        !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &sec))
+        return 0;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59) return 0;
+    Py_ssize_t i = 19;
+    if (s[i] == '.') {
+        int count = 0;
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, count++) {
+            if (count == 6) return 0;
+            frac = frac * 10 + (s[i] - '0');
+        }
+        if (count == 0) return 0;
+        for (; count < 6; count++) frac *= 10;
+    }
+    int sign = 0;
+    if (i + 1 == n && s[i] == 'Z') {
+        sign = 0;
+    } else if (i + 6 == n && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        if (!digits(s + i + 1, 2, &oh) || !digits(s + i + 4, 2, &om) || oh > 23 || om > 59) return 0;
+        sign = s[i] == '+' ? 1 : -1;
+    } else {
+        return 0;
+    }
+    int64_t seconds = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60);
+    *us = seconds * 1000000 + frac;
+    return 1;
+}
+
+/* ----- identity ------------------------------------------------------------------- */
+
+/* A compact resident ID number (17 digits and a check character) with its check
+ * character right and a birth date that can be, as tongcha.kit.idcard checks it. */
+static int id_number_ok(const FastLine *self, const char *s, Py_ssize_t n) {
+    if (n != 18) return 0;
+    int rest = 0; /* the first 17 digits read in base 13, modulo 11, as stdnum's cn.ric */
+    for (int i = 0; i < 17; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        rest = (rest * 13 + (s[i] - '0')) % 11;
+    }
+    int check = ((1 - 2 * rest) % 11 + 11) % 11;
+    if (s[17] != (check == 10 ? 'X' : '0' + check)) return 0;
+    int y = 0, m = 0, d = 0;
+    digits(s + 6, 4, &y);
+    digits(s + 10, 2, &m);
+    digits(s + 12, 2, &d);
+    if (y < 1880 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m)) return 0;
+    if (y != self->today_y) return y < self->today_y;
+    if (m != self->today_m) return m < self->today_m;
+    return d <= self->today_d;
+}
+
+/* A name of 1 to 100 CJK Unified Ideographs (U+4E00..U+9FFF), which normalising
+ * leaves as it is. */
+static int plain_han(const unsigned char *s, Py_ssize_t n) {
+    if (n == 0 || n % 3 != 0 || n / 3 > MAX_NAME_CHARS) return 0;
+    for (Py_ssize_t i = 0; i < n; i += 3) {
+        unsigned char a = s[i], b = s[i + 1], c = s[i + 2];
+        if (a < 0xE4 || a > 0xE9 || (b & 0xC0) != 0x80 || (c & 0xC0) != 0x80) return 0;
+        if (a == 0xE4 && b < 0xB8) return 0;
+    }
+    return 1;
+}
+
+static void keyed(Keyed *k, const unsigned char *key, Py_ssize_t key_len, const char *purpose, size_t purpose_len) {
+    unsigned char block[64] = {0}, pad[64];
+    if (key_len > 64) {
+        SHA256(key, (size_t)key_len, block);
+    } else {
+        memcpy(block, key, (size_t)key_len);
+    }
+    for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x36;
+    SHA256_Init(&k->inner);
+    SHA256_Update(&k->inner, pad, 64);
+    SHA256_Update(&k->inner, purpose, purpose_len);
+    for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x5C;
+    SHA256_Init(&k->outer);
+    SHA256_Update(&k->outer, pad, 64);
+}
+
+static const char URLSAFE[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* The digest's text: the key version's prefix and the MAC in base64url, no padding. */
+static PyObject *mac_text(const FastLine *self, const Keyed *k, const unsigned char *value, size_t len) {
+    SHA256_CTX ctx;
+    unsigned char inner[32], mac[33];
+    memcpy(&ctx, &k->inner, sizeof ctx);
+    SHA256_Update(&ctx, value, len);
+    SHA256_Final(inner, &ctx);
+    memcpy(&ctx, &k->outer, sizeof ctx);
+    SHA256_Update(&ctx, inner, 32);
+    SHA256_Final(mac, &ctx);
+    mac[32] = 0;
+    char text[PREFIX_MAX + 44];
+    memcpy(text, self->prefix, (size_t)self->prefix_len);
+    char *out = text + self->prefix_len;
+    for (int i = 0; i < 33; i += 3) {
+        uint32_t v = ((uint32_t)mac[i] << 16) | ((uint32_t)mac[i + 1] << 8) | mac[i + 2];
+        *out++ = URLSAFE[(v >> 18) & 63];
+        *out++ = URLSAFE[(v >> 12) & 63];
+        *out++ = URLSAFE[(v >> 6) & 63];
+        *out++ = URLSAFE[v & 63];
+    }
+    /* 32 bytes are 43 characters; the 44th came from the zero byte added above. */
+    return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, self->prefix_len + 43);
+}
+
+/* ----- the line --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *at;
+    Py_ssize_t len;
+} Text;
+
+/* A JSON string with no escapes and no control characters, from just past its opening
+ * quote; ``*p`` is left past its closing quote. */
+static int string_at(const char **p, const char *end, Text *out) {
+    const char *s = *p;
+    const char *q = s;
+    while (q < end && *q != '"') {
+        unsigned char c = (unsigned char)*q;
+        if (c == '\\' || c < 0x20) return 0;
+        q++;
+    }
+    if (q == end) return 0;
+    out->at = s;
+    out->len = q - s;
+    *p = q + 1;
+    return 1;
+}
+
+static int is_key(const Text *t, const char *name) {
+    size_t n = strlen(name);
+    return (size_t)t->len == n && memcmp(t->at, name, n) == 0;
+}
+
+/* {"key":"value",...} of the given keys, each at most once, from the opening brace. */
+static int object_at(const char **p, const char *end, const char *const *keys, int count, Text *values,
+                     const char **holder_at) {
+    const char *s = *p;
+    if (s >= end || *s != '{') return 0;
+    s++;
+    for (;;) {
+        Text key;
+        if (s >= end || *s != '"') return 0;
+        s++;
+        if (!string_at(&s, end, &key)) return 0;
+        if (s >= end || *s != ':') return 0;
+        s++;
+        int which = -1;
+        for (int i = 0; i < count; i++) {
+            if (is_key(&key, keys[i])) {
+                which = i;
+                break;
+            }
+        }
+        if (which < 0 || values[which].at != NULL) return 0;
+        if (holder_at != NULL && which == count - 1) { /* the holder: an object of its own */
+            if (s >= end || *s != '{') return 0;
+            *holder_at = s;
+            int depth = 0;
+            for (; s < end; s++) { /* strings inside hold no braces or quotes: checked again below */
+                if (*s == '{') depth++;
+                else if (*s == '}' && --depth == 0) break;
+            }
+            if (s >= end) return 0;
+            s++;
+            values[which].at = *holder_at;
+            values[which].len = s - *holder_at;
+        } else {
+            if (s >= end || *s != '"') return 0;
+            s++;
+            if (!string_at(&s, end, &values[which])) return 0;
+        }
+        if (s < end && *s == ',') {
+            s++;
+            continue;
+        }
+        if (s < end && *s == '}') {
+            *p = s + 1;
+            return 1;
+        }
+        return 0;
+    }
+}
+
+static const char *const EVENT_KEYS[] = {"event_id", "type", "number", "occurred_at", "holder"};
+static const char *const HOLDER_KEYS[] = {"id_number", "name"};
+
+static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2 || kwnames != NULL || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "expected (line: bytes, arrival: int)");
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(args[0]);
+    const char *end = s + PyBytes_GET_SIZE(args[0]);
+    if (end > s && end[-1] == '\n') end--;
+    if (end > s && end[-1] == '\r') end--;
+
+    Text v[5] = {{0}};
+    const char *holder_at = NULL;
+    if (!object_at(&s, end, EVENT_KEYS, 5, v, &holder_at) || s != end) Py_RETURN_NONE;
+    for (int i = 0; i < 4; i++) {
+        if (v[i].at == NULL) Py_RETURN_NONE;
+    }
+
+    /* event_id: 1 to 128 printable ASCII characters, not all spaces */
+    if (v[0].len < 1 || v[0].len > MAX_EVENT_ID) Py_RETURN_NONE;
+    int spaces = 1;
+    for (Py_ssize_t i = 0; i < v[0].len; i++) {
+        unsigned char c = (unsigned char)v[0].at[i];
+        if (c < 0x20 || c > 0x7E) Py_RETURN_NONE;
+        if (c != ' ') spaces = 0;
+    }
+    if (spaces) Py_RETURN_NONE;
+
+    int kind = -1;
+    for (int i = 0; i < K_COUNT; i++) {
+        if (is_key(&v[1], KIND_NAMES[i])) kind = i;
+    }
+    if (kind < 0) Py_RETURN_NONE;
+
+    /* number: +86 and 11 digits, or 11 digits, a mobile number's */
+    const char *num = v[2].at;
+    Py_ssize_t num_len = v[2].len;
+    if (num_len == 14 && memcmp(num, "+86", 3) == 0) {
+        num += 3;
+        num_len = 11;
+    }
+    if (num_len != 11 || num[0] != '1') Py_RETURN_NONE;
+    long long number = 0;
+    for (int i = 0; i < 11; i++) {
+        if (num[i] < '0' || num[i] > '9') Py_RETURN_NONE;
+        number = number * 10 + (num[i] - '0');
+    }
+    if (!self->mobile[number / 100000 - 100000]) Py_RETURN_NONE;
+
+    int64_t us;
+    if (!parse_time(v[3].at, v[3].len, &us) || us < self->earliest_us || us > self->latest_us ||
+        us < self->steady_since_us)
+        Py_RETURN_NONE;
+
+    int has_holder = kind == K_ACTIVATED || kind == K_TRANSFERRED;
+    if ((v[4].at != NULL) != has_holder) Py_RETURN_NONE;
+    Text h[2] = {{0}};
+    if (has_holder) {
+        const char *hs = holder_at;
+        const char *hend = holder_at + v[4].len;
+        if (!object_at(&hs, hend, HOLDER_KEYS, 2, h, NULL) || hs != hend || h[0].at == NULL || h[1].at == NULL)
+            Py_RETURN_NONE;
+        if (!id_number_ok(self, h[0].at, h[0].len) || !plain_han((const unsigned char *)h[1].at, h[1].len))
+            Py_RETURN_NONE;
+    }
+
+    /* Everything is known good: the Event. */
+    PyObject *fields[FIELDS] = {NULL};
+    PyObject *result = NULL;
+    fields[0] = Py_NewRef(self->carrier_id);
+    fields[1] = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, v[0].at, v[0].len);
+    fields[2] = Py_NewRef(self->kinds[kind]);
+    fields[3] = PyLong_FromLongLong(number);
+    int64_t secs = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+    int64_t micro = us - secs * 1000000;
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t in_day = secs - days * 86400;
+    int y, m, d;
+    civil_from_days(days, &y, &m, &d);
+    fields[4] = PyDateTimeAPI->DateTime_FromDateAndTime(y, m, d, (int)(in_day / 3600), (int)(in_day % 3600 / 60),
+                                                         (int)(in_day % 60), (int)micro, PyDateTime_TimeZone_UTC,
+                                                         PyDateTimeAPI->DateTimeType);
+    int64_t local = us + self->offset_us;
+    int64_t local_secs = local >= 0 ? local / 1000000 : -((-local + 999999) / 1000000);
+    int64_t local_days = local_secs >= 0 ? local_secs / 86400 : -((-local_secs + 86399) / 86400);
+    civil_from_days(local_days, &y, &m, &d);
+    fields[5] = PyDate_FromDate(y, m, d);
+    if (has_holder) {
+        unsigned char buf[18 + 1 + 3 * MAX_NAME_CHARS];
+        fields[6] = mac_text(self, &self->holder, (const unsigned char *)h[0].at, 18);
+        memcpy(buf, h[0].at, 18);
+        buf[18] = 0;
+        memcpy(buf + 19, h[1].at, (size_t)h[1].len);
+        fields[7] = mac_text(self, &self->kyc, buf, 19 + (size_t)h[1].len);
+        memcpy(buf, num, 11);
+        buf[11] = 0;
+        memcpy(buf + 12, h[0].at + 12, 6);
+        fields[8] = mac_text(self, &self->tail, buf, 18);
+    } else {
+        fields[6] = Py_NewRef(Py_None);
+        fields[7] = Py_NewRef(Py_None);
+        fields[8] = Py_NewRef(Py_None);
+    }
+    fields[9] = Py_NewRef(Py_None);
+    fields[10] = Py_NewRef(Py_None);
+    fields[11] = Py_NewRef(args[1]);
+    for (int i = 0; i < FIELDS; i++) {
+        if (fields[i] == NULL) goto done;
+    }
+    result = PyObject_Vectorcall(self->event_type, fields, FIELDS, NULL);
+done:
+    for (int i = 0; i < FIELDS; i++) Py_XDECREF(fields[i]);
+    return result;
+}
+
+/* ----- the type --------------------------------------------------------------------- */
+
+static int FastLine_init(FastLine *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"event_type", "kinds", "carrier_id", "key", "prefix", "mobile", "earliest_us",
+                            "latest_us", "steady_since_us", "offset_us", "today", NULL};
+    PyObject *event_type, *kinds, *carrier_id;
+    Py_buffer key, prefix, mobile;
+    long long earliest, latest, since, offset;
+    int ty, tm, td;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!y*y*y*LLLL(iii)", names, &event_type, &PyTuple_Type, &kinds,
+                                     &PyLong_Type, &carrier_id, &key, &prefix, &mobile, &earliest, &latest, &since,
+                                     &offset, &ty, &tm, &td))
+        return -1;
+    int ok = 0;
+    if (PyTuple_GET_SIZE(kinds) != K_COUNT) {
+        PyErr_SetString(PyExc_ValueError, "kinds: one per kind, in KIND_NAMES' order");
+    } else if (prefix.len >= PREFIX_MAX) {
+        PyErr_SetString(PyExc_ValueError, "prefix too long");
+    } else if (mobile.len != (Py_ssize_t)sizeof self->mobile) {
+        PyErr_SetString(PyExc_ValueError, "mobile: one byte per prefix 100000..199999, in order");
+    } else {
+        ok = 1;
+    }
+    if (ok) {
+        Py_XSETREF(self->event_type, Py_NewRef(event_type));
+        for (int i = 0; i < K_COUNT; i++) Py_XSETREF(self->kinds[i], Py_NewRef(PyTuple_GET_ITEM(kinds, i)));
+        Py_XSETREF(self->carrier_id, Py_NewRef(carrier_id));
+        keyed(&self->holder, key.buf, key.len, "holder", 7);
+        keyed(&self->kyc, key.buf, key.len, "kyc", 4);
+        keyed(&self->tail, key.buf, key.len, "tail", 5);
+        memcpy(self->prefix, prefix.buf, (size_t)prefix.len);
+        self->prefix_len = prefix.len;
+        memcpy(self->mobile, mobile.buf, sizeof self->mobile);
+        self->earliest_us = earliest;
+        self->latest_us = latest;
+        self->steady_since_us = since;
+        self->offset_us = offset;
+        self->today_y = ty;
+        self->today_m = tm;
+        self->today_d = td;
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&mobile);
+    return ok ? 0 : -1;
+}
+
+static PyObject *FastLine_vectorcall_entry(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                           PyObject *kwnames) {
+    return FastLine_call((FastLine *)callable, args, nargsf, kwnames);
+}
+
+static PyObject *FastLine_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    FastLine *self = (FastLine *)type->tp_alloc(type, 0); /* zeroed */
+    if (self != NULL) self->vectorcall = FastLine_vectorcall_entry;
+    return (PyObject *)self;
+}
+
+static int FastLine_traverse(FastLine *self, visitproc visit, void *arg) {
+    Py_VISIT(self->event_type);
+    for (int i = 0; i < K_COUNT; i++) Py_VISIT(self->kinds[i]);
+    Py_VISIT(self->carrier_id);
+    return 0;
+}
+
+static int FastLine_clear(FastLine *self) {
+    Py_CLEAR(self->event_type);
+    for (int i = 0; i < K_COUNT; i++) Py_CLEAR(self->kinds[i]);
+    Py_CLEAR(self->carrier_id);
+    return 0;
+}
+
+static void FastLine_dealloc(FastLine *self) {
+    PyObject_GC_UnTrack(self);
+    FastLine_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *FastLine_tp_call(PyObject *self, PyObject *args, PyObject *kw) {
+    return PyVectorcall_Call(self, args, kw);
+}
+
+static PyTypeObject FastLineType;
+
+static PyObject *kind_names(PyObject *module, PyObject *unused) {
+    PyObject *names = PyTuple_New(K_COUNT);
+    if (names == NULL) return NULL;
+    for (int i = 0; i < K_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(KIND_NAMES[i]);
+        if (name == NULL) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return names;
+}
+
+static PyMethodDef module_methods[] = {
+    {"kind_names", kind_names, METH_NOARGS, "The event types this reads, in the order FastLine's kinds take."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fastline",
+    .m_doc = "The common NDJSON line of a carrier's file, read at once.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__fastline(void) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return NULL;
+    FastLineType.tp_name = "tongcha.ledger._fastline.FastLine";
+    FastLineType.tp_basicsize = sizeof(FastLine);
+    FastLineType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+    FastLineType.tp_doc = "FastLine(...)(line, arrival) -> Event or None";
+    FastLineType.tp_new = FastLine_new;
+    FastLineType.tp_init = (initproc)FastLine_init;
+    FastLineType.tp_dealloc = (destructor)FastLine_dealloc;
+    FastLineType.tp_traverse = (traverseproc)FastLine_traverse;
+    FastLineType.tp_clear = (inquiry)FastLine_clear;
+    FastLineType.tp_call = FastLine_tp_call;
+    FastLineType.tp_vectorcall_offset = offsetof(FastLine, vectorcall);
+    if (PyType_Ready(&FastLineType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "FastLine", (PyObject *)&FastLineType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

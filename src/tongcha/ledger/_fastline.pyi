@@ -1,0 +1,21 @@
+from tongcha.ledger.replay import Event, EventType
+
+def kind_names() -> tuple[str, ...]: ...
+
+class FastLine:
+    def __init__(
+        self,
+        *,
+        event_type: type[Event],
+        kinds: tuple[EventType, ...],
+        carrier_id: int,
+        key: bytes,
+        prefix: bytes,
+        mobile: bytes,
+        earliest_us: int,
+        latest_us: int,
+        steady_since_us: int,
+        offset_us: int,
+        today: tuple[int, int, int],
+    ) -> None: ...
+    def __call__(self, line: bytes, arrival: int, /) -> Event | None: ...
