@@ -78,6 +78,13 @@ def hostile_lines() -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+def numbers_of_the_job_of(number: str, count: int, jobs: int = 2) -> list[int]:
+    """``count`` numbers (with their country code, 86) that go to the job of ``number``."""
+    job = ledger_partition(int(number[3:])) % jobs
+    found = (n for n in range(15000000000, 15100000000) if ledger_partition(n) % jobs == job)
+    return [8600000000000 + n for n in islice(found, count)]
+
+
 def write_file(path: Path, events: list[dict[str, Any]], tail: bytes = b"") -> Path:
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events) + tail)
     return path
@@ -211,14 +218,20 @@ def test_an_event_id_given_to_numbers_of_two_jobs_is_kept_once(
     assert len(numbers) == 1 and numbers[0] in (13800138000, 13800138001)
 
 
+@pytest.mark.parametrize("filler", [0, repo.PROBE_AT_MOST + 200], ids=["short chunk", "long chunk"])
 def test_a_job_that_meets_its_event_id_being_written_by_another_writer_counts_it_a_duplicate(
-    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path, filler: int
 ) -> None:
     # Another writer holds EVEN's partition and has written the id "lock-<EVEN>" for EVEN,
-    # not committed yet; the import gives the same id to ODD, of the other job.
+    # not committed yet; the import gives the same id to ODD, of the other job. In a long
+    # chunk (more events of ODD's job) the ids are not looked up first: the key finds it.
     events = [
         ev("activated", ODD, "2021-01-01", BOB, event_id=f"lock-{EVEN}"),
         ev("activated", "+8613800138003", "2021-01-01", BOB, event_id="odd-2"),
+        *(
+            ev("activated", f"+{n}", "2021-01-01", BOB, event_id=f"fill-{n}")
+            for n in numbers_of_the_job_of(ODD, filler)
+        ),
     ]
     path = write_file(tmp_path / "e.ndjson", events)
     done: list[importer.ImportTotals | BaseException] = []
@@ -238,7 +251,7 @@ def test_a_job_that_meets_its_event_id_being_written_by_another_writer_counts_it
     importing.join(30)
     (totals,) = done
     assert isinstance(totals, importer.ImportTotals), totals
-    assert (totals.accepted, totals.duplicates, totals.rejected) == (1, 1, 0)
+    assert (totals.accepted, totals.duplicates, totals.rejected) == (1 + filler, 1, 0)
     with sessions() as session:
         numbers = list(session.scalars(select(LedgerEvent.number).where(LedgerEvent.event_id == f"lock-{EVEN}")))
     assert numbers == [13800138000]

@@ -209,6 +209,15 @@ def sqlstate(exc: BaseException) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def broken_unique(exc: BaseException) -> str | None:
+    """The constraint a PostgreSQL unique violation names (raised by the driver, as a
+    COPY's is, or wrapped by SQLAlchemy); None for any other error."""
+    if sqlstate(exc) != "23505":
+        return None
+    found = getattr(getattr(getattr(exc, "orig", None) or exc, "diag", None), "constraint_name", None)
+    return found if isinstance(found, str) else None
+
+
 # What a database that went away (or cannot keep up) raises: the loops that must outlive
 # it catch these, the web app answers them 503. A COPY runs on psycopg's own connection,
 # whose errors SQLAlchemy does not wrap.

@@ -59,7 +59,7 @@ def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[A
 
 # A list of at most this many is probed item by item on PostgreSQL; a longer one (an
 # import's chunk) is matched as a whole, as the planner sees fit.
-_PROBE_AT_MOST = 1_000
+PROBE_AT_MOST = 1_000
 # One index probe a listed event id: ``LIMIT`` keeps the probe a loop over the list, so
 # that no estimate of the table can turn it into a pass over the carrier's events.
 _PROBE_EVENT_IDS = text(
@@ -82,7 +82,7 @@ def existing_event_ids(session: Session, carrier_id: int, event_ids: Sequence[st
         return set()
     if is_postgres(session):
         ids = "\n".join(event_ids)
-        if len(event_ids) <= _PROBE_AT_MOST:
+        if len(event_ids) <= PROBE_AT_MOST:
             return set(session.scalars(_PROBE_EVENT_IDS, {"ids": ids, "carrier": carrier_id}))
         listed = text("string_to_array(:ids, E'\\n')").bindparams(ids=ids)
         stmt = select(LedgerEvent.event_id).where(
@@ -127,7 +127,7 @@ def events_of(session: Session, numbers: Sequence[int]) -> dict[int, list[Event]
     if is_postgres(session):
         unique = dict.fromkeys(numbers)  # a number probed twice would bring its events twice
         listed = ",".join(map(str, unique))
-        if len(unique) <= _PROBE_AT_MOST:
+        if len(unique) <= PROBE_AT_MOST:
             rows: Iterable[Any] = session.execute(_PROBE_NUMBERS, {"nums": listed})
         else:
             nums = text("string_to_array(:nums, ',')::int8[]").bindparams(nums=listed)
