@@ -228,9 +228,9 @@ def _ingest_chunk(
     an event of the same number is known from that number's stored events, which replay
     reads anyway, and an id held by another number (a carrier's mistake, or two numbers
     of two jobs given one id) breaks the events' primary key, which undoes the chunk to
-    its savepoint; the chunk is then written again with its ids looked up. The lookup
-    of a chunk's 20,000 ids cost about a tenth of an import (docs/benchmarks.md §1,
-    twelfth pass)."""
+    its savepoint; the chunk is then written again with its ids looked up. Looking up
+    every chunk's ids took some 8% of an import's time (docs/benchmarks.md §1, twelfth
+    pass)."""
     if len(chunk.events) > repo.PROBE_AT_MOST and is_postgres(session):
         try:
             with session.begin_nested():
