@@ -65,3 +65,20 @@ def test_an_id_number_in_the_number_field_is_refused_without_being_repeated() ->
     with pytest.raises(InvalidNumber) as caught:
         parse_mobile(id_number)
     assert id_number not in caught.value.message and "123X" not in caught.value.message
+
+
+def test_the_mobile_prefix_table_says_of_each_prefix_what_phonenumbers_says_of_its_numbers() -> None:
+    import phonenumbers
+
+    from tongcha.kit.phone import mobile_prefix_table
+
+    table = mobile_prefix_table()
+    assert not table[:100_000].any()
+    for prefix in range(100_000, 200_000, 7):  # a seventh of them, every kind of prefix among them
+        for rest in ("00000", "48213", "99999"):
+            parsed = phonenumbers.parse(f"+86{prefix}{rest}")
+            mobile = phonenumbers.is_valid_number(parsed) and phonenumbers.number_type(parsed) in (
+                phonenumbers.PhoneNumberType.MOBILE,
+                phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+            )
+            assert table[prefix] == mobile, (prefix, rest)
