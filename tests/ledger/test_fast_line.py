@@ -389,3 +389,13 @@ def test_lines_at_the_edges_of_each_rule_read_alike_both_ways(line: bytes, zone:
     fast, decoded_first = both_ways(line, zone)
     assert fast == decoded_first
     assert isinstance(fast, Event) is accepted
+
+
+def test_a_reader_made_without_its_settings_refuses_to_read_rather_than_crash() -> None:
+    from tongcha.ledger._fastline import FastLine
+
+    bare = FastLine.__new__(FastLine)
+    with pytest.raises(RuntimeError):
+        bare(line_of(), 1)
+    with pytest.raises(TypeError):
+        parser()._fast_line()("not bytes", 1)  # type: ignore[arg-type]

@@ -290,6 +290,10 @@ static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nar
         PyErr_SetString(PyExc_TypeError, "expected (line: bytes, arrival: int)");
         return NULL;
     }
+    if (self->event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FastLine was not initialised");
+        return NULL;
+    }
     const char *s = PyBytes_AS_STRING(args[0]);
     const char *end = s + PyBytes_GET_SIZE(args[0]);
     if (end > s && end[-1] == '\n') end--;
