@@ -392,7 +392,7 @@ def test_lines_at_the_edges_of_each_rule_read_alike_both_ways(line: bytes, zone:
 
 
 def test_a_reader_made_without_its_settings_refuses_to_read_rather_than_crash() -> None:
-    from tongcha.ledger._fastline import FastLine
+    from tongcha.ledger._native import FastLine
 
     bare = FastLine.__new__(FastLine)
     with pytest.raises(RuntimeError):

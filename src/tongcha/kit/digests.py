@@ -75,6 +75,11 @@ class Digester:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_prefix", f"k{self.version}:")
 
+    @property
+    def prefix(self) -> str:
+        """What every digest's text starts with: the key's version, ``k1:``."""
+        return self._prefix
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Digester:
         return cls(settings.secret_key.get_secret_value().encode(), settings.secret_key_version)

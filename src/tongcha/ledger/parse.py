@@ -22,7 +22,7 @@ from tongcha.kit.digests import Digester, normalise_name
 from tongcha.kit.errors import ApiError
 from tongcha.kit.idcard import validate_id_number
 from tongcha.kit.phone import mobile_prefix_table, parse_mobile
-from tongcha.ledger._fastline import FastLine, kind_names
+from tongcha.ledger._native import FastLine, kind_names
 from tongcha.ledger.replay import ACTIVATED, PORTED, TRANSFERRED, Event, EventType
 
 EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
@@ -114,7 +114,7 @@ class EventParser:
             kinds=tuple(_TYPES[name] for name in kind_names()),
             carrier_id=self.carrier_id,
             key=self.digester.key,
-            prefix=f"k{self.digester.version}:".encode(),
+            prefix=self.digester.prefix.encode(),
             mobile=mobile_prefix_table()[100_000:].tobytes(),
             earliest_us=_micros(EARLIEST),
             latest_us=_micros(self.latest),

@@ -1,7 +1,8 @@
-/* The common NDJSON line of a carrier's file, decoded, checked and digested at once.
+/* The ledger's compiled part: the common NDJSON line of a carrier's file, read at once
+ * (FastLine), and the check log's number digests, many at a time (number_digests).
  *
- * tongcha.ledger.parse.EventParser is what decides every event. This reads only the
- * shape nearly every line of a carrier's file has, with no room for doubt:
+ * FastLine. tongcha.ledger.parse.EventParser is what decides every event. This reads
+ * only the shape nearly every line of a carrier's file has, with no room for doubt:
  *
  *   {"event_id":"...","type":"...","number":"+86...","occurred_at":"...",
  *    "holder":{"id_number":"...","name":"..."}}
@@ -13,8 +14,8 @@
  * refuse, it returns None for, and the Python parser decides it. So this never refuses
  * an event and never says why: every refusal is the Python parser's.
  *
- * The three digests of a holder are HMAC-SHA-256 through OpenSSL, from keyed states made
- * once, as tongcha.kit.digests.Digester.identity makes them.
+ * The digests are HMAC-SHA-256 through OpenSSL, from keyed states made once, as
+ * tongcha.kit.digests.Digester makes them (the tests hold them equal).
  */
 #define PY_SSIZE_T_CLEAN
 #define OPENSSL_SUPPRESS_DEPRECATED
@@ -177,8 +178,10 @@ static void keyed(Keyed *k, const unsigned char *key, Py_ssize_t key_len, const 
 
 static const char URLSAFE[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/* The digest's text: the key version's prefix and the MAC in base64url, no padding. */
-static PyObject *mac_text(const FastLine *self, const Keyed *k, const unsigned char *value, size_t len) {
+#define MAC_TEXT 43 /* 32 bytes in base64url, no padding */
+
+/* The MAC of ``value`` as base64url with no padding, into ``out`` (MAC_TEXT characters). */
+static void mac_b64(const Keyed *k, const unsigned char *value, size_t len, char *out) {
     SHA256_CTX ctx;
     unsigned char inner[32], mac[33];
     memcpy(&ctx, &k->inner, sizeof ctx);
@@ -188,18 +191,25 @@ static PyObject *mac_text(const FastLine *self, const Keyed *k, const unsigned c
     SHA256_Update(&ctx, inner, 32);
     SHA256_Final(mac, &ctx);
     mac[32] = 0;
-    char text[PREFIX_MAX + 44];
-    memcpy(text, self->prefix, (size_t)self->prefix_len);
-    char *out = text + self->prefix_len;
+    char full[44];
+    char *at = full;
     for (int i = 0; i < 33; i += 3) {
         uint32_t v = ((uint32_t)mac[i] << 16) | ((uint32_t)mac[i + 1] << 8) | mac[i + 2];
-        *out++ = URLSAFE[(v >> 18) & 63];
-        *out++ = URLSAFE[(v >> 12) & 63];
-        *out++ = URLSAFE[(v >> 6) & 63];
-        *out++ = URLSAFE[v & 63];
+        *at++ = URLSAFE[(v >> 18) & 63];
+        *at++ = URLSAFE[(v >> 12) & 63];
+        *at++ = URLSAFE[(v >> 6) & 63];
+        *at++ = URLSAFE[v & 63];
     }
     /* 32 bytes are 43 characters; the 44th came from the zero byte added above. */
-    return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, self->prefix_len + 43);
+    memcpy(out, full, MAC_TEXT);
+}
+
+/* The digest's text: the key version's prefix and the MAC. */
+static PyObject *mac_text(const FastLine *self, const Keyed *k, const unsigned char *value, size_t len) {
+    char text[PREFIX_MAX + MAC_TEXT];
+    memcpy(text, self->prefix, (size_t)self->prefix_len);
+    mac_b64(k, value, len, text + self->prefix_len);
+    return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, self->prefix_len + MAC_TEXT);
 }
 
 /* ----- the line --------------------------------------------------------------------- */
@@ -501,23 +511,75 @@ static PyObject *kind_names(PyObject *module, PyObject *unused) {
     return names;
 }
 
+/* number_digests(key, prefix, numbers): Digester(key, v).number(n) for each int64 n of
+ * ``numbers`` (a contiguous buffer), ``prefix`` being "k{v}:". The MACs are made with
+ * the interpreter lock let go: the check log writes on a thread of its own. */
+static PyObject *number_digests(PyObject *module, PyObject *args) {
+    Py_buffer key, prefix, numbers;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &key, &prefix, &numbers)) return NULL;
+    PyObject *result = NULL;
+    char *texts = NULL;
+    Py_ssize_t count = numbers.len / (Py_ssize_t)sizeof(int64_t);
+    if (numbers.len % (Py_ssize_t)sizeof(int64_t) != 0 || prefix.len >= PREFIX_MAX) {
+        PyErr_SetString(PyExc_ValueError, "numbers: 8-byte integers; prefix: a key version's");
+        goto done;
+    }
+    texts = PyMem_RawMalloc(count > 0 ? (size_t)count * MAC_TEXT : 1);
+    if (texts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Keyed k;
+    keyed(&k, key.buf, key.len, "number", 7);
+    const char *raw = numbers.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int64_t n;
+        memcpy(&n, raw + i * (Py_ssize_t)sizeof n, sizeof n);
+        char decimal[24];
+        int len = snprintf(decimal, sizeof decimal, "%lld", (long long)n);
+        mac_b64(&k, (const unsigned char *)decimal, (size_t)len, texts + i * MAC_TEXT);
+    }
+    Py_END_ALLOW_THREADS
+    result = PyList_New(count);
+    if (result == NULL) goto done;
+    char text[PREFIX_MAX + MAC_TEXT];
+    memcpy(text, prefix.buf, (size_t)prefix.len);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        memcpy(text + prefix.len, texts + i * MAC_TEXT, MAC_TEXT);
+        PyObject *one = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, prefix.len + MAC_TEXT);
+        if (one == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, one);
+    }
+done:
+    PyMem_RawFree(texts);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&numbers);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"kind_names", kind_names, METH_NOARGS, "The event types this reads, in the order FastLine's kinds take."},
+    {"number_digests", number_digests, METH_VARARGS, "Digester.number of each int64 of a buffer, at once."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "_fastline",
-    .m_doc = "The common NDJSON line of a carrier's file, read at once.",
+    .m_name = "_native",
+    .m_doc = "The ledger's compiled part: the common NDJSON line, and number digests.",
     .m_size = -1,
     .m_methods = module_methods,
 };
 
-PyMODINIT_FUNC PyInit__fastline(void) {
+PyMODINIT_FUNC PyInit__native(void) {
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return NULL;
-    FastLineType.tp_name = "tongcha.ledger._fastline.FastLine";
+    FastLineType.tp_name = "tongcha.ledger._native.FastLine";
     FastLineType.tp_basicsize = sizeof(FastLine);
     FastLineType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
     FastLineType.tp_doc = "FastLine(...)(line, arrival) -> Event or None";
