@@ -1,13 +1,16 @@
-"""The compiled reader of the common NDJSON line reads it as the parser does.
+"""The compiled reader of the common event reads it as the parser does.
 
 An import's NDJSON lines reach ``EventParser.parse`` undecoded, and the common line (the
 usual keys, no escapes, a plain number, a compact ID, a name of CJK ideographs) is read
-in C by ``FastLine``; every other line is decoded and parsed in Python. Whatever the
-line, the parser must give the same event, or the same refusal, both ways.
+in C by ``FastLine``; so are the fields of a common event already decoded (a CSV row's,
+a JSON array's item). Every other is parsed in Python alone (``parse_decoded``).
+Whatever the line or the event, the parser must give the same event, or the same
+refusal, both ways.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.factories import id_number
 from tongcha.kit.digests import Digester
-from tongcha.ledger.parse import EARLIEST, EventParser, Rejection, decoded, steady_offset
+from tongcha.ledger.parse import EARLIEST, EventParser, Rejection, csv_events, decoded, steady_offset
 from tongcha.ledger.replay import Event, EventType
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
@@ -35,7 +38,7 @@ def parser(zone: str = "Asia/Shanghai") -> EventParser:
 
 def both_ways(line: bytes, zone: str = "Asia/Shanghai") -> tuple[Event | Rejection, Event | Rejection]:
     """The line as an import gives it to the parser, and the line decoded first."""
-    return parser(zone).parse((7, line)), parser(zone).parse(decoded(7, line))
+    return parser(zone).parse((7, line)), parser(zone).parse_decoded(decoded(7, line))
 
 
 # ----- lines near the common one and far from it ---------------------------------------
@@ -258,7 +261,7 @@ def test_the_common_line_is_read_in_c_as_the_parser_reads_it(case: tuple[bytes, 
     line, kind = case
     event = parser()._fast_line()(line, 1)
     assert event is not None, "the common line fell back to the slow path"
-    assert event == parser().parse(decoded(1, line))
+    assert event == parser().parse_decoded(decoded(1, line))
     assert (event.holder_digest is not None) == (kind in ("activated", "transferred"))
 
 
@@ -399,3 +402,60 @@ def test_a_reader_made_without_its_settings_refuses_to_read_rather_than_crash() 
         bare(line_of(), 1)
     with pytest.raises(TypeError):
         parser()._fast_line()("not bytes", 1)  # type: ignore[arg-type]
+
+
+# ----- events already decoded: a CSV row's, a JSON array's item ----------------------
+
+
+def decoded_ways(event: Any, zone: str = "Asia/Shanghai") -> tuple[Event | Rejection, Event | Rejection]:
+    """The event through ``parse`` (its fields read in C where they can be) and in Python alone."""
+    return parser(zone).parse(event), parser(zone).parse_decoded(event)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines(), st.sampled_from(ZONES) | st.just("Asia/Shanghai"))
+def test_any_decoded_event_gives_the_same_event_or_refusal_read_in_c_or_in_python(line: bytes, zone: str) -> None:
+    event = decoded(7, line)
+    fast, slow = decoded_ways(event, zone)
+    assert fast == slow
+    if isinstance(fast, Event):
+        assert type(fast.type) is EventType and fast.occurred_at.tzinfo is UTC
+
+
+def csv_text(event: dict[str, Any]) -> str:
+    holder = event.get("holder") or {}
+    row = [event.get(k, "") for k in ("event_id", "type", "number", "occurred_at")]
+    row += [holder.get("id_number", ""), holder.get("name", ""), event.get("to_carrier", "")]
+    return "event_id,type,number,occurred_at,id_number,name,to_carrier\n" + ",".join(map(str, row)) + "\n"
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(common_events(), st.sampled_from(["as is", "surrogate", "holder on another kind", "spaced", "lower x"]))
+def test_a_csv_row_gives_the_same_event_or_refusal_read_in_c_or_in_python(event: dict[str, Any], bend: str) -> None:
+    event["event_id"] = event["event_id"].replace(",", ";")  # a comma would be a field of its own
+    text = csv_text(event)
+    if bend == "surrogate":  # a byte that is not UTF-8, as the import reads it
+        text = text.replace(event["event_id"], event["event_id"] + "\udcff", 1)
+    elif bend == "holder on another kind" and "holder" not in event:
+        text = text.replace(",,\n", "," + id_number() + ",王芳,\n")
+    elif bend == "spaced":
+        text = text.replace(",+86", ", +86")
+    elif bend == "lower x":
+        text = text.replace("X,", "x,")
+    (row,) = list(csv_events(io.StringIO(text)))
+    fast, slow = decoded_ways(row)
+    assert fast == slow
+    if bend == "as is":
+        assert parser()._fast_line().fields(row, 1) is not None, "the common row fell back to Python"
+
+
+def test_a_decoded_event_of_another_type_than_dict_or_str_values_is_left_to_python() -> None:
+    class Row(dict[str, Any]):
+        pass
+
+    event = json.loads(line_of())
+    assert parser()._fast_line().fields(event, 1) is not None
+    assert parser()._fast_line().fields(Row(event), 1) is None
+    assert parser()._fast_line().fields({**event, "number": 13800138000}, 1) is None
+    fast, slow = decoded_ways({**event, "number": 13800138000})
+    assert fast == slow and isinstance(fast, Event)  # the parser takes a number as an integer too

@@ -294,28 +294,17 @@ static int object_at(const char **p, const char *end, const char *const *keys, i
 static const char *const EVENT_KEYS[] = {"event_id", "type", "number", "occurred_at", "holder"};
 static const char *const HOLDER_KEYS[] = {"id_number", "name"};
 
-static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 2 || kwnames != NULL || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "expected (line: bytes, arrival: int)");
-        return NULL;
+static int kind_of(const Text *t) {
+    for (int i = 0; i < K_COUNT; i++) {
+        if (is_key(t, KIND_NAMES[i])) return i;
     }
-    if (self->event_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "FastLine was not initialised");
-        return NULL;
-    }
-    const char *s = PyBytes_AS_STRING(args[0]);
-    const char *end = s + PyBytes_GET_SIZE(args[0]);
-    if (end > s && end[-1] == '\n') end--;
-    if (end > s && end[-1] == '\r') end--;
+    return -1;
+}
 
-    Text v[5] = {{0}};
-    const char *holder_at = NULL;
-    if (!object_at(&s, end, EVENT_KEYS, 5, v, &holder_at) || s != end) Py_RETURN_NONE;
-    for (int i = 0; i < 4; i++) {
-        if (v[i].at == NULL) Py_RETURN_NONE;
-    }
-
+/* The Event of its fields as UTF-8 text (event id, type's ``kind``, number, time, and the
+ * holder's ID number and name where the kind has a holder), or None when any check fails. */
+static PyObject *event_of(FastLine *self, const Text *v, int kind, const Text *id, const Text *name,
+                          PyObject *arrival) {
     /* event_id: 1 to 128 printable ASCII characters, not all spaces */
     if (v[0].len < 1 || v[0].len > MAX_EVENT_ID) Py_RETURN_NONE;
     int spaces = 1;
@@ -325,12 +314,6 @@ static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nar
         if (c != ' ') spaces = 0;
     }
     if (spaces) Py_RETURN_NONE;
-
-    int kind = -1;
-    for (int i = 0; i < K_COUNT; i++) {
-        if (is_key(&v[1], KIND_NAMES[i])) kind = i;
-    }
-    if (kind < 0) Py_RETURN_NONE;
 
     /* number: +86 and 11 digits, or 11 digits, a mobile number's */
     const char *num = v[2].at;
@@ -353,14 +336,9 @@ static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nar
         Py_RETURN_NONE;
 
     int has_holder = kind == K_ACTIVATED || kind == K_TRANSFERRED;
-    if ((v[4].at != NULL) != has_holder) Py_RETURN_NONE;
-    Text h[2] = {{0}};
     if (has_holder) {
-        const char *hs = holder_at;
-        const char *hend = holder_at + v[4].len;
-        if (!object_at(&hs, hend, HOLDER_KEYS, 2, h, NULL) || hs != hend || h[0].at == NULL || h[1].at == NULL)
-            Py_RETURN_NONE;
-        if (!id_number_ok(self, h[0].at, h[0].len) || !plain_han((const unsigned char *)h[1].at, h[1].len))
+        if (id == NULL || name == NULL || !id_number_ok(self, id->at, id->len) ||
+            !plain_han((const unsigned char *)name->at, name->len))
             Py_RETURN_NONE;
     }
 
@@ -387,14 +365,14 @@ static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nar
     fields[5] = PyDate_FromDate(y, m, d);
     if (has_holder) {
         unsigned char buf[18 + 1 + 3 * MAX_NAME_CHARS];
-        fields[6] = mac_text(self, &self->holder, (const unsigned char *)h[0].at, 18);
-        memcpy(buf, h[0].at, 18);
+        fields[6] = mac_text(self, &self->holder, (const unsigned char *)id->at, 18);
+        memcpy(buf, id->at, 18);
         buf[18] = 0;
-        memcpy(buf + 19, h[1].at, (size_t)h[1].len);
-        fields[7] = mac_text(self, &self->kyc, buf, 19 + (size_t)h[1].len);
+        memcpy(buf + 19, name->at, (size_t)name->len);
+        fields[7] = mac_text(self, &self->kyc, buf, 19 + (size_t)name->len);
         memcpy(buf, num, 11);
         buf[11] = 0;
-        memcpy(buf + 12, h[0].at + 12, 6);
+        memcpy(buf + 12, id->at + 12, 6);
         fields[8] = mac_text(self, &self->tail, buf, 18);
     } else {
         fields[6] = Py_NewRef(Py_None);
@@ -403,7 +381,7 @@ static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nar
     }
     fields[9] = Py_NewRef(Py_None);
     fields[10] = Py_NewRef(Py_None);
-    fields[11] = Py_NewRef(args[1]);
+    fields[11] = Py_NewRef(arrival);
     for (int i = 0; i < FIELDS; i++) {
         if (fields[i] == NULL) goto done;
     }
@@ -412,6 +390,97 @@ done:
     for (int i = 0; i < FIELDS; i++) Py_XDECREF(fields[i]);
     return result;
 }
+
+static int ready(const FastLine *self) {
+    if (self->event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FastLine was not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+/* FastLine(...)(line, arrival): the Event of one NDJSON line, or None. */
+static PyObject *FastLine_call(FastLine *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2 || kwnames != NULL || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "expected (line: bytes, arrival: int)");
+        return NULL;
+    }
+    if (!ready(self)) return NULL;
+    const char *s = PyBytes_AS_STRING(args[0]);
+    const char *end = s + PyBytes_GET_SIZE(args[0]);
+    if (end > s && end[-1] == '\n') end--;
+    if (end > s && end[-1] == '\r') end--;
+
+    Text v[5] = {{0}};
+    const char *holder_at = NULL;
+    if (!object_at(&s, end, EVENT_KEYS, 5, v, &holder_at) || s != end) Py_RETURN_NONE;
+    for (int i = 0; i < 4; i++) {
+        if (v[i].at == NULL) Py_RETURN_NONE;
+    }
+    int kind = kind_of(&v[1]);
+    if (kind < 0) Py_RETURN_NONE;
+    int has_holder = kind == K_ACTIVATED || kind == K_TRANSFERRED;
+    if ((v[4].at != NULL) != has_holder) Py_RETURN_NONE;
+    Text h[2] = {{0}};
+    if (has_holder) {
+        const char *hs = holder_at;
+        const char *hend = holder_at + v[4].len;
+        if (!object_at(&hs, hend, HOLDER_KEYS, 2, h, NULL) || hs != hend || h[0].at == NULL || h[1].at == NULL)
+            Py_RETURN_NONE;
+    }
+    return event_of(self, v, kind, has_holder ? &h[0] : NULL, has_holder ? &h[1] : NULL, args[1]);
+}
+
+/* A str value of ``obj`` as UTF-8 text; 0 when absent, not exactly a str, or not
+ * encodable (a lone surrogate, as a CSV file's bytes that are not UTF-8 are read). */
+static int text_of(PyObject *obj, const char *key, Text *out) {
+    PyObject *value = PyDict_GetItemString(obj, key); /* borrowed */
+    if (value == NULL || !PyUnicode_CheckExact(value)) return 0;
+    Py_ssize_t len;
+    const char *at = PyUnicode_AsUTF8AndSize(value, &len); /* kept by the str itself */
+    if (at == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    out->at = at;
+    out->len = len;
+    return 1;
+}
+
+/* FastLine(...).fields(event, arrival): the Event of an event already decoded (a CSV
+ * row's, a JSON array's item), or None. As the Python parser, it reads only the keys it
+ * needs, and a holder only for the kinds that have one. */
+static PyObject *FastLine_fields(FastLine *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "expected (event: dict, arrival: int)");
+        return NULL;
+    }
+    if (!ready(self)) return NULL;
+    PyObject *obj = args[0];
+    if (!PyDict_CheckExact(obj)) Py_RETURN_NONE;
+    Text v[4] = {{0}};
+    for (int i = 0; i < 4; i++) {
+        if (!text_of(obj, EVENT_KEYS[i], &v[i])) Py_RETURN_NONE;
+    }
+    int kind = kind_of(&v[1]);
+    if (kind < 0) Py_RETURN_NONE;
+    Text h[2] = {{0}};
+    if (kind == K_ACTIVATED || kind == K_TRANSFERRED) {
+        PyObject *holder = PyDict_GetItemString(obj, "holder"); /* borrowed */
+        if (holder == NULL || !PyDict_CheckExact(holder) || !text_of(holder, "id_number", &h[0]) ||
+            !text_of(holder, "name", &h[1]))
+            Py_RETURN_NONE;
+        return event_of(self, v, kind, &h[0], &h[1], args[1]);
+    }
+    return event_of(self, v, kind, NULL, NULL, args[1]);
+}
+
+static PyMethodDef FastLine_methods[] = {
+    {"fields", (PyCFunction)(void (*)(void))FastLine_fields, METH_FASTCALL,
+     "fields(event, arrival): the Event of a decoded event, or None."},
+    {NULL, NULL, 0, NULL},
+};
 
 /* ----- the type --------------------------------------------------------------------- */
 
@@ -589,6 +658,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     FastLineType.tp_traverse = (traverseproc)FastLine_traverse;
     FastLineType.tp_clear = (inquiry)FastLine_clear;
     FastLineType.tp_call = FastLine_tp_call;
+    FastLineType.tp_methods = FastLine_methods;
     FastLineType.tp_vectorcall_offset = offsetof(FastLine, vectorcall);
     if (PyType_Ready(&FastLineType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);

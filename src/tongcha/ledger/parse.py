@@ -80,14 +80,27 @@ class EventParser:
 
     def parse(self, raw: Any) -> Event | Rejection:
         """An event decoded (a dict), a refusal already made, or a numbered NDJSON line
-        not yet decoded (``numbered_lines``): the common line is read by ``FastLine`` in
-        one step, and any other is decoded and parsed here."""
+        not yet decoded (``numbered_lines``).
+
+        The common event is read in C by ``FastLine``: a line in one step, decoding
+        included, or a decoded event's fields. Any other, and every one to refuse, is
+        parsed in Python (``parse_decoded``), which makes every refusal."""
+        fast = self._fast or self._fast_line()
         if raw.__class__ is tuple:
-            event = (self._fast or self._fast_line())(raw[1], self.arrival + 1)
+            event = fast(raw[1], self.arrival + 1)
             if event is not None:
                 self.arrival += 1
                 return event
             raw = decoded(*raw)
+        if raw.__class__ is dict:
+            event = fast.fields(raw, self.arrival + 1)
+            if event is not None:
+                self.arrival += 1
+                return event
+        return self.parse_decoded(raw)
+
+    def parse_decoded(self, raw: Any) -> Event | Rejection:
+        """An event decoded, or a refusal already made, parsed in Python alone."""
         self.arrival += 1
         if isinstance(raw, Rejection):
             return raw
