@@ -13,15 +13,18 @@ from typing import IO, Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import ALICE, BOB, ev
 from tongcha.kit.clock import FixedClock
+from tongcha.kit.phone import PLAIN_NUMBER, InvalidNumber, parse_mobile
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer
 from tongcha.ledger.models import LedgerEvent, ReassignmentCheck, Tenure
-from tongcha.ledger.parse import csv_events
+from tongcha.ledger.parse import csv_rows
 
 
 @pytest.fixture
@@ -91,17 +94,17 @@ def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the
 
     # 400 rows (~40 KB), and the disk fails after 350 of them: after several commits.
     def unreadable_after_the_rows(text: IO[str]) -> Iterator[Any]:
-        yield from islice(csv_events(text), 350)
+        yield from islice(csv_rows(text), 350)
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(importer, "csv_events", unreadable_after_the_rows)
+    monkeypatch.setattr(importer, "csv_rows", unreadable_after_the_rows)
     path = write_csv(tmp_path / "events.csv", 400)
     totals = importer.ImportTotals()
     with pytest.raises(
         importer.ImportFailed, match=r"stopped: OSError: .* Input/output error; what was committed is kept"
     ):
         importer.import_file(per_commit, path, "CMCC", clock=clock, jobs=jobs, totals=totals)
-    monkeypatch.setattr(importer, "csv_events", csv_events)
+    monkeypatch.setattr(importer, "csv_rows", csv_rows)
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
     with sessions() as session:
@@ -333,3 +336,22 @@ def test_an_imports_refusals_are_summed_by_rule_whatever_day_or_line_their_reaso
         ),
         ("malformed", 1, ["line 7 has 2 fields, the header has 7"]),
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.from_regex(r"\+86[0-9]{11}", fullmatch=True)
+    | st.from_regex(r"(\+86)?1[0-9]{10}", fullmatch=True)
+    | st.builds(lambda d: "+861" + d, st.text(st.characters(categories=["Nd"]), min_size=10, max_size=10))
+    | st.text(max_size=16)
+)
+def test_a_rows_job_is_told_by_its_number_as_the_pattern_and_phonenumbers_tell_it(written: str) -> None:
+    shaped = PLAIN_NUMBER.fullmatch(written)
+    if shaped is not None:
+        expected: int | None = int(shaped.group(1))
+    else:
+        try:
+            expected = parse_mobile(written)
+        except InvalidNumber:
+            expected = None
+    assert importer._routing_number(written) == expected

@@ -266,8 +266,20 @@ def ndjson_numbered(lines: Iterable[tuple[int, bytes]]) -> Iterator[Any]:
         yield decoded(lineno, line)
 
 
+# A CSV row of the right width, with where each known column is in it.
+CsvRow = tuple[Mapping[str, int], list[str]]
+
+
 def csv_events(text: IO[str]) -> Iterator[Any]:
     """Rows of ``event_id,type,number,occurred_at,id_number,name,to_carrier`` with a header."""
+    for item in csv_rows(text):
+        yield item if isinstance(item, Rejection) else csv_event(*item)
+
+
+def csv_rows(text: IO[str]) -> Iterator[CsvRow | Rejection]:
+    """``csv_events`` before each row is made an event (``csv_event``): the rows as
+    lists, each with the header's columns, and a Rejection for a header or a row that
+    cannot be read. A parallel import reads these, and its jobs make the events."""
     reader = csv.reader(text)
     header = next(reader, None)
     if header is None:
@@ -300,13 +312,18 @@ def csv_events(text: IO[str]) -> Iterator[Any]:
                 f"line {lineno} has {len(row)} fields, the header has {width}",
             )
             continue
-        obj: dict[str, Any] = {name: row[i] for name, i in index.items()}
-        id_number, name = obj.pop("id_number", ""), obj.pop("name", "")
-        if id_number or name:
-            obj["holder"] = {"id_number": id_number, "name": name}
-        if not obj.get("to_carrier"):
-            obj.pop("to_carrier", None)
-        yield obj
+        yield index, row
+
+
+def csv_event(index: Mapping[str, int], row: list[str]) -> dict[str, Any]:
+    """A CSV row (``csv_rows``) as the event it writes."""
+    obj: dict[str, Any] = {name: row[i] for name, i in index.items()}
+    id_number, name = obj.pop("id_number", ""), obj.pop("name", "")
+    if id_number or name:
+        obj["holder"] = {"id_number": id_number, "name": name}
+    if not obj.get("to_carrier"):
+        obj.pop("to_carrier", None)
+    return obj
 
 
 def json_array_events(body: bytes) -> list[Any]:
