@@ -25,7 +25,7 @@ from tongcha.kit.settings import Settings
 from tongcha.ledger import repository as repo
 from tongcha.ledger.models import Carrier, LedgerRevision
 from tongcha.ledger.parse import EventParser, Rejection
-from tongcha.ledger.replay import Event, NumberState, replay
+from tongcha.ledger.replay import Contradiction, Event, NumberState, replay
 
 
 @dataclass
@@ -271,7 +271,7 @@ def _write_chunk(
             by_number.setdefault(event.number, []).append(event)
     accepted: list[Event] = []
     states: list[NumberState] = []
-    refused: list[tuple[Event, Any]] = []
+    refused: list[tuple[Event, Contradiction]] = []
     days = quarantine.get
     for number, new in by_number.items():
         outcome = replay(number, existing.get(number, ()), new, lambda c: days(c, 90))
