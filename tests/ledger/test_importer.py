@@ -355,3 +355,28 @@ def test_a_rows_job_is_told_by_its_number_as_the_pattern_and_phonenumbers_tell_i
         except InvalidNumber:
             expected = None
     assert importer._routing_number(written) == expected
+
+
+def test_a_commit_takes_its_chunks_as_its_writes_ask_and_writes_the_same_ones_again() -> None:
+    from tongcha.ledger.service import ParsedChunk
+
+    chunks = [ParsedChunk([], [], n) for n in range(6)]
+    pulled: list[int] = []
+
+    def stream() -> Iterator[ParsedChunk]:
+        for chunk in chunks[1:]:
+            pulled.append(chunk.duplicates)
+            yield chunk
+
+    rest = stream()
+    taken = importer._Taken(chunks[0], islice(rest, 3))
+    writing = iter(taken)
+    assert next(writing) is chunks[0]
+    assert pulled == []  # the first chunk's writes need no other chunk parsed
+    assert next(writing) is chunks[1]
+    assert pulled == [1]
+    # A commit written again (after a conflict) gets the chunks it had, then the rest of its own.
+    assert list(taken) == chunks[:4]
+    assert list(taken) == chunks[:4]
+    assert pulled == [1, 2, 3]  # and never one of the next commit's
+    assert next(rest) is chunks[4]

@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,3 +28,4 @@ class FastLine:
     def fields(self, event: dict[str, Any], arrival: int, /) -> Event | None: ...
 
 def number_digests(key: bytes, prefix: bytes, numbers: npt.NDArray[np.int64] | bytes, /) -> list[str]: ...
+def copy_rows(rows: Sequence[object], columns: Sequence[tuple[str, object]], /) -> bytes: ...

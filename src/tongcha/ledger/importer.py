@@ -45,7 +45,15 @@ from tongcha.ledger import repository as repo
 from tongcha.ledger import service
 from tongcha.ledger.batch import BatchChecker, BatchStats, split_blocks
 from tongcha.ledger.models import Carrier, ReassignmentBatch
-from tongcha.ledger.parse import Rejection, csv_event, csv_rows, ndjson_numbered, numbered_lines, sniff_format
+from tongcha.ledger.parse import (
+    EventParser,
+    Rejection,
+    csv_event,
+    csv_rows,
+    ndjson_numbered,
+    numbered_lines,
+    sniff_format,
+)
 from tongcha.ledger.tasks import CheckLog, Receipts
 from tongcha.platforms.models import Platform
 
@@ -207,23 +215,50 @@ def _import_events(
     clock: Clock,
     raw_events: Iterable[Any],
     partitions: list[int] | None = None,
+    parser: EventParser | None = None,
 ) -> Iterator[Committed]:
-    """Parse and write raw events, one whole commit about every ``import_commit_events``."""
+    """Parse and write raw events, one whole commit about every ``import_commit_events``,
+    with ``parser`` when the caller has one for the carrier."""
     sessions = make_sessionmaker(engine)
     per_commit = max(1, settings.import_commit_events // settings.ingest_chunk_size)
-    with sessions() as session:
-        parser = service.parser_for(session, _carrier(session, carrier_code), clock=clock, settings=settings)
+    if parser is None:
+        with sessions() as session:
+            parser = service.parser_for(session, _carrier(session, carrier_code), clock=clock, settings=settings)
     with _collect_per_commit() as collect:
         stream = service.ParsedStream(raw_events, parser, settings.ingest_chunk_size)
         chunks = iter(stream)
         try:
             while (first := next(chunks, None)) is not None:
-                batch = [first, *islice(chunks, per_commit - 1)]
+                batch = _Taken(first, islice(chunks, per_commit - 1))
                 result = _commit(sessions, carrier_code, batch, clock, settings, partitions)
                 collect()
                 yield Committed(result.accepted, result.duplicates, result.rejected)
         finally:
             stream.close()
+
+
+class _Taken:
+    """A commit's chunks, taken from the stream as its writes ask for them, and kept: a
+    commit written again (``_commit``) writes the same chunks.
+
+    Its writes start once its first chunk is parsed. When a commit waited for all its
+    chunks first, an import's database sat idle for its first 0.7 s of 3.5
+    (docs/benchmarks.md §1, thirteenth pass)."""
+
+    def __init__(self, first: service.ParsedChunk, rest: Iterator[service.ParsedChunk]) -> None:
+        self._taken = [first]
+        self._rest = rest
+
+    def __iter__(self) -> Iterator[service.ParsedChunk]:
+        at = 0
+        while True:
+            if at == len(self._taken):
+                chunk = next(self._rest, None)
+                if chunk is None:
+                    return
+                self._taken.append(chunk)
+            yield self._taken[at]
+            at += 1
 
 
 _CONFLICTS = ("23505", "40P01")  # unique_violation, deadlock_detected
@@ -235,7 +270,7 @@ _STOPPING: tuple[type[Exception], ...] = (*_DATABASE_ERRORS, OSError)
 def _commit(
     sessions: sessionmaker[Session],
     carrier_code: str,
-    batch: list[service.ParsedChunk],
+    batch: Iterable[service.ParsedChunk],
     clock: Clock,
     settings: Settings,
     partitions: list[int] | None,
@@ -369,7 +404,12 @@ def _import_in_jobs(
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
-            _carrier(session, carrier_code)  # an unknown carrier is said before any job starts
+            carrier = _carrier(session, carrier_code)  # an unknown carrier is said before any job starts
+            # Each forked job starts with a copy of this parser, its tables made: a job
+            # made its own, about 0.15 s of its CPU, after its first queries, while the
+            # database waited for its first events (docs/benchmarks.md §1, thirteenth pass).
+            parser = service.parser_for(session, carrier, clock=clock, settings=settings)
+            parser.prepare()
     finally:
         engine.dispose()
     with path.open("rb") as raw:
@@ -391,7 +431,7 @@ def _import_in_jobs(
             share_in, share_out = context.Pipe(duplex=False)
             started = context.Process(
                 target=_job,
-                args=(settings, carrier_code, clock, Share(job, jobs), ndjson, send, share_in),
+                args=(settings, carrier_code, clock, Share(job, jobs), ndjson, send, share_in, parser),
                 name=f"tongcha-import-{job}",
                 daemon=True,
             )
@@ -647,8 +687,10 @@ def _job(
     ndjson: bool,
     out: Connection,
     feed: Connection,
+    parser: EventParser,
 ) -> None:
-    """One job of a parallel import, in a process of its own: reports each commit."""
+    """One job of a parallel import, in a process of its own: reports each commit. Its
+    ``parser`` is the importing process's, copied by the fork."""
     # Ctrl+C reaches every process of the terminal's group. The importing process stops
     # the jobs itself, so that none reports the interrupt as its own failure first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -656,7 +698,7 @@ def _job(
         engine = make_engine(settings.database_url)
         try:
             events = _fed_lines(feed) if ndjson else _fed_rows(feed)
-            for result in _import_events(engine, settings, carrier_code, clock, events, share.partitions):
+            for result in _import_events(engine, settings, carrier_code, clock, events, share.partitions, parser):
                 out.send(("commit", result))
         finally:
             engine.dispose()

@@ -119,6 +119,12 @@ class EventParser:
         except ApiError as err:
             return Rejection(event_id, err.code, "bad_field", err.message)
 
+    def prepare(self) -> None:
+        """Make the compiled reader now rather than at the first line. Its tables (the
+        mobile prefixes, the zone's last change) take about 0.15 s and are kept for the
+        process: a parallel import makes them before it forks its jobs."""
+        self._fast_line()
+
     def _fast_line(self) -> FastLine:
         """The compiled reader of this parser's common lines, made at its first line."""
         since, offset = steady_offset(self.tz, self.latest.date() + timedelta(days=2))
