@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -380,3 +380,53 @@ def test_a_commit_takes_its_chunks_as_its_writes_ask_and_writes_the_same_ones_ag
     assert list(taken) == chunks[:4]
     assert pulled == [1, 2, 3]  # and never one of the next commit's
     assert next(rest) is chunks[4]
+
+
+_COMMON = (
+    b'{"event_id":"e-1","type":"activated","number":"+8613800138000","occurred_at":"2021-01-01T10:00:00Z",'
+    b'"holder":{"id_number":"11010519491231002X","name":"\xe6\x9e\x97"}}'
+)
+_PIECES = [b"{", b"}", b"[", b"]", b"\\", b'"', b":", b" ", b"+86", b'"number"', b'"number":"', b"1", b"0", b"9"]
+
+
+@st.composite
+def near_common_lines(draw: st.DrawFn) -> bytes:
+    """The common line with a few bytes changed, put in or taken out, often near its number."""
+    line = bytearray(draw(st.sampled_from([_COMMON, _COMMON.replace(b"+86", b""), _COMMON.replace(b'"+86', b' "+86')])))
+    key = line.find(b'"number"')
+    for _ in range(draw(st.integers(0, 3))):
+        near = draw(st.booleans())
+        at = draw(st.integers(max(0, key - 3), key + 30) if near else st.integers(0, len(line)))
+        at = min(at, len(line))
+        change = draw(st.sampled_from(["put", "cut", "swap"]))
+        piece = draw(st.sampled_from(_PIECES) | st.binary(min_size=1, max_size=3))
+        if change == "put":
+            line[at:at] = piece
+        elif change == "cut":
+            del line[at : at + draw(st.integers(1, 4))]
+        else:
+            line[at : at + len(piece)] = piece
+    return bytes(line).replace(b"\n", b"")
+
+
+@settings(max_examples=500, deadline=None)
+@example([_COMMON.replace(b'"type"', b'"t[ype"'), _COMMON.replace(b'"type"', b'"t}ype"')], 2)  # a bracket, a brace
+@example([_COMMON.replace(b'"type"', b'"t{ype"'), _COMMON.replace(b"e-1", b"e\\u0031")], 3)  # a second brace, an escape
+@example([_COMMON + _COMMON, _COMMON.replace(b'"+86', b'"+8'), _COMMON.replace(b'000"', b'00"')], 5)
+@example([_COMMON.replace(b'"+86', b' "+86'), b" " + _COMMON, _COMMON.replace(b':"+8613', b':"+8623')], 4)
+@given(
+    st.lists(near_common_lines() | st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=6),
+    st.integers(1, 8),
+)
+def test_a_lines_job_told_in_c_for_a_whole_block_is_the_one_its_text_tells(lines: list[bytes], jobs: int) -> None:
+    block = b"".join(line + b"\n" for line in lines)
+    job, starts, ends = importer._line_jobs(block, jobs)
+    assert [block[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)] == [line + b"\n" for line in lines]
+    for line, told in zip(lines, job.tolist(), strict=True):
+        number = importer._number_in_text(line)
+        if told != importer._UNTOLD:
+            assert number is not None and importer._job_of(number, jobs) == told, line
+        elif number is not None and line.startswith(b"{"):
+            # Left to the Python way only when the number is written spaced out.
+            at = line.find(b'"number"') + 8
+            assert line[at : at + 2] != b':"', line

@@ -29,3 +29,12 @@ class FastLine:
 
 def number_digests(key: bytes, prefix: bytes, numbers: npt.NDArray[np.int64] | bytes, /) -> list[str]: ...
 def copy_rows(rows: Sequence[object], columns: Sequence[tuple[str, object]], /) -> bytes: ...
+def line_jobs(
+    block: bytes,
+    jobs: int,
+    partitions: int,
+    job: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    /,
+) -> int: ...

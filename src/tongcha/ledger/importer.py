@@ -43,6 +43,7 @@ from tongcha.kit.settings import Settings
 from tongcha.ledger import index as ledger_index
 from tongcha.ledger import repository as repo
 from tongcha.ledger import service
+from tongcha.ledger._native import line_jobs
 from tongcha.ledger.batch import BatchChecker, BatchStats, split_blocks
 from tongcha.ledger.models import Carrier, ReassignmentBatch
 from tongcha.ledger.parse import (
@@ -596,56 +597,16 @@ def _line_shares(block: bytes, first_lineno: int, jobs: int) -> list[LineShare |
 
 
 _UNTOLD, _BLANK = -1, -2
-_KEY = re.compile(rb'"number"')
-_AFTER_KEY = np.arange(17)  # :"+86, 11 digits and a quote
-_DIGITS = np.arange(11)
-_TENS = 10 ** np.arange(10, -1, -1, dtype=np.int64)
 
 
 def _line_jobs(block: bytes, jobs: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Where each line of ``block`` starts and ends, and its job where its text says its
-    number for certain (``_UNTOLD`` elsewhere).
-
-    The tests of ``_number_in_text``, made on every line at once: no backslash, one
-    ``"number"`` with exactly one ``{`` and no ``}`` or ``[`` before it, and right after
-    it ``:"``, ``+86`` or not, 11 digits starting with 1 and ``"``. Only lines starting
-    with ``{`` are told here: the others are few, and may be blank."""
-    data = np.frombuffer(block, np.uint8)
-    ends = np.flatnonzero(data == 0x0A) + 1
-    starts = np.concatenate((np.zeros(1, np.int64), ends[:-1]))
-    job = np.full(len(ends), _UNTOLD, np.int64)
-    keys = np.fromiter((found.start() for found in _KEY.finditer(block)), np.int64)
-    if not len(keys):
-        return job, starts, ends
-    key_line = np.searchsorted(ends, keys, side="right")
-    one_key = (np.bincount(key_line, minlength=len(ends)) == 1) & (data[starts] == 0x7B)
-    one_key[np.searchsorted(ends, np.flatnonzero(data == 0x5C), side="right")] = False  # escapes
-    key_at = np.zeros(len(ends), np.int64)
-    key_at[key_line] = keys
-    lines = np.flatnonzero(one_key)
-    if not len(lines):
-        return job, starts, ends
-    key_at = key_at[lines]
-    # Sums over each line's head, from its start up to the key: the even ones of the
-    # sums between the heads' bounds.
-    bounds = np.empty(2 * len(lines), np.int64)
-    bounds[0::2], bounds[1::2] = starts[lines], key_at
-    opened = np.add.reduceat(data == 0x7B, bounds, dtype=np.int32)[0::2]
-    closed = np.add.reduceat((data == 0x7D) | (data == 0x5B), bounds, dtype=np.int32)[0::2]
-    after = np.concatenate((data, np.zeros(len(_AFTER_KEY) + 8, np.uint8)))[(key_at + 8)[:, None] + _AFTER_KEY]
-    first = np.where((after[:, 2] == 0x2B) & (after[:, 3] == 0x38) & (after[:, 4] == 0x36), 5, 2)
-    rows = np.arange(len(lines))
-    digits = after[rows[:, None], first[:, None] + _DIGITS].astype(np.int64) - 0x30
-    plain = (
-        (opened == 1)
-        & (closed == 0)
-        & (after[:, 0] == 0x3A)
-        & (after[:, 1] == 0x22)
-        & (digits[:, 0] == 1)
-        & ((digits >= 0) & (digits <= 9)).all(axis=1)
-        & (after[rows, first + 11] == 0x22)
-    )
-    job[lines[plain]] = digits[plain] @ _TENS % LEDGER_PARTITIONS % jobs
+    number for certain (``_UNTOLD`` elsewhere): ``_number_in_text``'s plain way, made in
+    C for the whole block (``_native.line_jobs``). Done with numpy over the block, it was
+    most of the importing process's CPU (docs/benchmarks.md §1, thirteenth pass)."""
+    lines = block.count(b"\n")
+    job, starts, ends = (np.empty(lines, np.int64) for _ in range(3))
+    line_jobs(block, jobs, LEDGER_PARTITIONS, job, starts, ends)
     return job, starts, ends
 
 

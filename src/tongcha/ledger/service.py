@@ -197,7 +197,7 @@ def ingest_parsed(
     with ledger_write_lock(session, owned):
         revision: LedgerRevision | None = None
         for chunk in chunks:
-            if owned is not None and any(ledger_partition(e.number) not in owned for e in chunk.events):
+            if owned is not None and any(ledger_partition(n) not in owned for n in {e.number for e in chunk.events}):
                 raise ValueError("an event of a number outside this writer's ledger partitions")
             if revision is None:
                 revision = repo.new_revision(session, carrier.id, source, clock.now())
@@ -273,8 +273,12 @@ def _write_chunk(
     states: list[NumberState] = []
     refused: list[tuple[Event, Contradiction]] = []
     days = quarantine.get
+
+    def quarantine_days(carrier_id: int) -> int:
+        return days(carrier_id, 90)
+
     for number, new in by_number.items():
-        outcome = replay(number, existing.get(number, ()), new, lambda c: days(c, 90))
+        outcome = replay(number, existing.get(number, ()), new, quarantine_days)
         accepted.extend(outcome.accepted)
         refused.extend(outcome.rejected)
         if outcome.accepted:
