@@ -459,3 +459,72 @@ def test_a_decoded_event_of_another_type_than_dict_or_str_values_is_left_to_pyth
     assert parser()._fast_line().fields({**event, "number": 13800138000}, 1) is None
     fast, slow = decoded_ways({**event, "number": 13800138000})
     assert fast == slow and isinstance(fast, Event)  # the parser takes a number as an integer too
+
+
+# ----- a chunk read in one call ------------------------------------------------------------
+
+
+@st.composite
+def items_of_a_stream(draw: st.DrawFn) -> list[Any]:
+    """What a stream gives the parser: numbered lines, decoded events and refusals made
+    already, some of them again (a carrier's repeats), in any order."""
+    lines_drawn = draw(st.lists(lines() | damaged_lines() | st.binary(max_size=60), min_size=1, max_size=12))
+    items: list[Any] = []
+    for lineno, line in enumerate(lines_drawn, start=1):
+        way = draw(st.sampled_from(["line", "line", "decoded", "refused"]))
+        if way == "line":
+            items.append((lineno, line))
+        elif way == "decoded":
+            items.append(decoded(lineno, line))
+        else:
+            items.append(Rejection(None, "INVALID_ARGUMENT", "malformed", f"line {lineno} is not JSON"))
+    repeats = draw(st.lists(st.sampled_from(items), max_size=6))
+    for item in repeats:
+        items.insert(draw(st.integers(0, len(items))), item)
+    return items
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items_of_a_stream(), st.integers(1, 8))
+def test_a_stream_read_a_chunk_at_a_call_gives_what_it_gives_an_item_at_a_call(items: list[Any], size: int) -> None:
+    from tongcha.ledger.service import ParsedStream
+
+    one_by_one = parser()
+    events: list[Event] = []
+    rejected: list[Rejection] = []
+    duplicates = 0
+    seen: set[str] = set()
+    for item in items:
+        event = one_by_one.parse(item)
+        if isinstance(event, Rejection):
+            rejected.append(event)
+        elif event.event_id in seen:
+            duplicates += 1
+        else:
+            seen.add(event.event_id)
+            events.append(event)
+
+    chunked = parser()
+    stream = ParsedStream(items, chunked, size)
+    try:
+        chunks = list(stream)
+    finally:
+        stream.close()
+    assert [e for c in chunks for e in c.events] == events  # arrivals, digests and all
+    assert [r for c in chunks for r in c.rejected] == rejected
+    assert sum(c.duplicates for c in chunks) == duplicates
+    assert chunked.arrival == one_by_one.arrival == len(items)
+
+
+def test_reading_many_stops_at_the_first_item_it_leaves_and_counts_from_the_arrival_it_is_given() -> None:
+    line = b'{"event_id":"e1","type":"cancelled","number":"+8613800138000","occurred_at":"2024-01-01T10:00:00+08:00"}'
+    items: list[Any] = [(1, line), (2, line), (3, line.replace(b"e1", b"e2")), (4, b"not JSON"), (5, line)]
+    reader = parser()
+    seen: set[str] = set()
+    events: list[Event] = []
+    assert reader.parse_many(items, 0, seen, events) == (3, 1)
+    assert [(e.event_id, e.arrival) for e in events] == [("e1", 1), ("e2", 3)]
+    assert seen == {"e1", "e2"} and reader.arrival == 3
+    assert isinstance(reader.parse(items[3]), Rejection)
+    assert reader.parse_many(items, 4, seen, events) == (5, 1)  # e1 again
+    assert reader.arrival == 5 and len(events) == 2

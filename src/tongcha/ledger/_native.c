@@ -476,9 +476,66 @@ static PyObject *FastLine_fields(FastLine *self, PyObject *const *args, Py_ssize
     return event_of(self, v, kind, NULL, NULL, args[1]);
 }
 
+static PyObject *EVENT_ID; /* "event_id", interned */
+
+/* FastLine(...).many(items, start, arrival, seen, events) -> (stop, duplicates): the
+ * items of the list ``items`` from ``start`` on, in order, each read as the call reads
+ * a numbered line (lineno, line) and ``fields`` a decoded event, the first as arrival
+ * + 1, until one neither reads: ``stop`` is its index (the list's length when every
+ * item was read). An event whose id is in the set ``seen`` is a duplicate, counted;
+ * any other is appended to the list ``events`` and its id added to ``seen``. So a
+ * chunk of thousands of lines is one call, as EventParser.parse_many reads it. */
+static PyObject *FastLine_many(FastLine *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[2]) ||
+        !PySet_Check(args[3]) || !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "expected (items: list, start: int, arrival: int, seen: set, events: list)");
+        return NULL;
+    }
+    if (!ready(self)) return NULL;
+    PyObject *items = args[0], *seen = args[3], *events = args[4];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    long long arrival = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    if (start < 0) start = 0;
+    Py_ssize_t at = start, duplicates = 0;
+    for (; at < PyList_GET_SIZE(items); at++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(items, at));
+        PyObject *number = PyLong_FromLongLong(arrival + (at - start) + 1);
+        PyObject *event = NULL;
+        if (number != NULL) {
+            if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2 && PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+                PyObject *call[2] = {PyTuple_GET_ITEM(item, 1), number};
+                event = FastLine_call(self, call, 2, NULL);
+            } else if (PyDict_CheckExact(item)) {
+                PyObject *call[2] = {item, number};
+                event = FastLine_fields(self, call, 2);
+            } else {
+                event = Py_NewRef(Py_None);
+            }
+            Py_DECREF(number);
+        }
+        Py_DECREF(item);
+        if (event == NULL) return NULL;
+        if (event == Py_None) {
+            Py_DECREF(event);
+            break;
+        }
+        PyObject *id = PyObject_GetAttr(event, EVENT_ID);
+        int held = id == NULL ? -1 : PySet_Contains(seen, id);
+        if (held == 0) held = PySet_Add(seen, id) < 0 || PyList_Append(events, event) < 0 ? -1 : 0;
+        else if (held == 1) duplicates++;
+        Py_XDECREF(id);
+        Py_DECREF(event);
+        if (held < 0) return NULL;
+    }
+    return Py_BuildValue("(nn)", at, duplicates);
+}
+
 static PyMethodDef FastLine_methods[] = {
     {"fields", (PyCFunction)(void (*)(void))FastLine_fields, METH_FASTCALL,
      "fields(event, arrival): the Event of a decoded event, or None."},
+    {"many", (PyCFunction)(void (*)(void))FastLine_many, METH_FASTCALL,
+     "many(items, start, arrival, seen, events): (stop, duplicates), reading items until one it leaves."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -952,6 +1009,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__native(void) {
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return NULL;
+    EVENT_ID = PyUnicode_InternFromString("event_id");
+    if (EVENT_ID == NULL) return NULL;
     FastLineType.tp_name = "tongcha.ledger._native.FastLine";
     FastLineType.tp_basicsize = sizeof(FastLine);
     FastLineType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;

@@ -116,8 +116,15 @@ class ParsedStream:
         try:
             while chunk := list(islice(raw, size)):
                 parsed = ParsedChunk([], [], 0)
-                for item in chunk:
-                    event = parser.parse(item)
+                at = 0
+                while True:
+                    # Most of a chunk in C; an item it leaves is parsed on its own.
+                    at, duplicates = parser.parse_many(chunk, at, seen, parsed.events)
+                    parsed.duplicates += duplicates
+                    if at == len(chunk):
+                        break
+                    event = parser.parse(chunk[at])
+                    at += 1
                     if isinstance(event, Rejection):
                         parsed.rejected.append(event)
                     elif event.event_id in seen:
