@@ -528,3 +528,14 @@ def test_reading_many_stops_at_the_first_item_it_leaves_and_counts_from_the_arri
     assert isinstance(reader.parse(items[3]), Rejection)
     assert reader.parse_many(items, 4, seen, events) == (5, 1)  # e1 again
     assert reader.arrival == 5 and len(events) == 2
+
+
+def test_an_event_read_in_c_is_left_out_of_the_collectors_passes() -> None:
+    """An import collects garbage after each commit; the events parsed ahead are not
+    gone over, as they hold no container and can be in no reference cycle."""
+    import gc
+
+    line = b'{"event_id":"e1","type":"cancelled","number":"+8613800138000","occurred_at":"2024-01-01T10:00:00+08:00"}'
+    event = parser().parse((1, line))
+    assert isinstance(event, Event) and not gc.is_tracked(event)
+    assert event == parser().parse_decoded(decoded(1, line))

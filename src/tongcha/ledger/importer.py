@@ -232,6 +232,8 @@ def _import_events(
             while (first := next(chunks, None)) is not None:
                 batch = _Taken(first, islice(chunks, per_commit - 1))
                 result = _commit(sessions, carrier_code, batch, clock, settings, partitions)
+                # The commit's events go before the collection, which would go over them all.
+                del batch, first
                 collect()
                 yield Committed(result.accepted, result.duplicates, result.rejected)
         finally:
