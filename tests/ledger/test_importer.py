@@ -9,8 +9,9 @@ import warnings
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, cast
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import example, given, settings
@@ -20,11 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import ALICE, BOB, ev
 from tongcha.kit.clock import FixedClock
+from tongcha.kit.db import LEDGER_PARTITIONS
 from tongcha.kit.phone import PLAIN_NUMBER, InvalidNumber, parse_mobile
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer
 from tongcha.ledger.models import LedgerEvent, ReassignmentCheck, Tenure
-from tongcha.ledger.parse import csv_rows
 
 
 @pytest.fixture
@@ -79,6 +80,48 @@ def write_csv(path: Path, count: int, tail: bytes = b"") -> Path:
     return path
 
 
+class _FailingDisk(io.RawIOBase):
+    """A file whose reads fail with an I/O error from byte ``after`` on."""
+
+    def __init__(self, path: Path, after: int) -> None:
+        self._file = io.FileIO(path, "rb")
+        self._after = after
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        room = self._after - self._file.tell()
+        if room <= 0:
+            raise OSError(5, "Input/output error")
+        return self._file.readinto(memoryview(buffer)[:room])
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def disk_failing_after(path: Path, after: int) -> Path:
+    """``path``, as a disk that fails to read it past byte ``after`` gives it."""
+
+    class FailingPath(type(Path())):  # type: ignore[misc]
+        def open(self, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            if mode != "rb":
+                return super().open(mode, *args, **kwargs)
+            return io.BufferedReader(_FailingDisk(Path(self), after))
+
+    return cast(Path, FailingPath(path))
+
+
 @pytest.mark.usefixtures("parties", "collector_on")
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the_collector_as_it_was(
@@ -90,21 +133,17 @@ def test_an_import_cut_short_by_a_broken_file_keeps_whole_commits_and_leaves_the
     jobs: int,
 ) -> None:
     monkeypatch.setattr(importer, "_FEED_BATCH", 10)  # jobs get rows before the disk fails
+    monkeypatch.setattr(importer, "_FEED_BYTES", 2_000)  # and blocks of lines
     per_commit = settings.model_copy(update={"ingest_chunk_size": 50, "import_commit_events": 100})
 
-    # 400 rows (~40 KB), and the disk fails after 350 of them: after several commits.
-    def unreadable_after_the_rows(text: IO[str]) -> Iterator[Any]:
-        yield from islice(csv_rows(text), 350)
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(importer, "csv_rows", unreadable_after_the_rows)
+    # 400 rows (~40 KB), and the disk fails after seven eighths of them: after several commits.
     path = write_csv(tmp_path / "events.csv", 400)
+    failing = disk_failing_after(path, path.stat().st_size * 7 // 8)
     totals = importer.ImportTotals()
     with pytest.raises(
         importer.ImportFailed, match=r"stopped: OSError: .* Input/output error; what was committed is kept"
     ):
-        importer.import_file(per_commit, path, "CMCC", clock=clock, jobs=jobs, totals=totals)
-    monkeypatch.setattr(importer, "csv_rows", csv_rows)
+        importer.import_file(per_commit, failing, "CMCC", clock=clock, jobs=jobs, totals=totals)
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
     with sessions() as session:
@@ -430,3 +469,128 @@ def test_a_lines_job_told_in_c_for_a_whole_block_is_the_one_its_text_tells(lines
             # Left to the Python way only when the number is written spaced out.
             at = line.find(b'"number"') + 8
             assert line[at : at + 2] != b':"', line
+
+
+# ----- a parallel import's CSV feed ----------------------------------------------------------
+
+
+class _Outbox:
+    """Stands for a job's pipe: keeps what the feeder sends it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+class _Inbox:
+    """Stands for a job's end of the pipe: gives what was sent, then the end."""
+
+    def __init__(self, sent: list[Any]) -> None:
+        self._messages = iter([*sent, None])
+
+    def recv(self) -> Any:
+        return next(self._messages)
+
+
+_HEADERS = [
+    b"event_id,type,number,occurred_at,id_number,name,to_carrier",
+    b"\xef\xbb\xbfevent_id,type,number,occurred_at,id_number,name,to_carrier",  # Excel's byte order mark
+    b"number,event_id,note,type,occurred_at,name,id_number",  # another order, a column more
+    b'"event_id","type","number","occurred_at","id_number","name","to_carrier"',  # quoted
+    b"event_id,type,occurred_at",  # no number: refused whole
+    b"",
+]
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> bytes:
+    """A carrier's CSV file: mostly plain lines, and now and then a line the csv module
+    must read (a quoted field, one running over two lines, a carriage return alone, a
+    NUL byte), a blank line, a row of the wrong width, bytes that are not UTF-8."""
+    header = draw(st.sampled_from(_HEADERS))
+    columns = header.removeprefix(b"\xef\xbb\xbf").replace(b'"', b"").split(b",")
+    lines = [header]
+    for n in range(draw(st.integers(0, 40))):
+        number = (
+            draw(
+                st.sampled_from(
+                    ["+86138001380", "138001380", "+86 138 0013 80", "+86１３８００１３８0", "+86238001380"]
+                )
+            )
+            + f"{n % 100:02d}"
+        )
+        values = {
+            b"event_id": f"e-{n % 30}",  # some ids again
+            b"type": draw(st.sampled_from(["activated", "suspended", "cancelled"])),
+            b"number": number,
+            b"occurred_at": f"2021-01-{1 + n % 28:02d}T10:00:00+08:00",
+            b"id_number": "11010519491231002X",
+            b"name": "林丽",
+            b"to_carrier": "",
+            b"note": "x",
+        }
+        line = ",".join(values.get(c, "") for c in columns).encode()
+        bend = draw(st.sampled_from(["none"] * 8 + ["quoted", "two lines", "cr", "nul", "blank", "short", "latin"]))
+        if bend == "quoted":
+            line = line.replace("林丽".encode(), '"林, 丽"'.encode())
+        elif bend == "two lines":
+            line = line.replace("林丽".encode(), '"林\n丽"'.encode())
+        elif bend == "cr":
+            line = line.replace(b",", b",\r", 1)
+        elif bend == "nul":
+            line += b"\x00"
+        elif bend == "blank":
+            line = b""
+        elif bend == "short":
+            line = line.rsplit(b",", 2)[0]
+        elif bend == "latin":
+            line = line.replace("林丽".encode(), "林丽".encode("gb18030"))
+        lines.append(line)
+    ending = draw(st.sampled_from([b"\n", b"\r\n"]))
+    return ending.join(lines) + draw(st.sampled_from([ending, b""]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(csv_files(), st.integers(1, 3), st.sampled_from([64, 300, 1 << 19]))
+def test_a_parallel_csv_import_gives_each_job_the_rows_the_csv_module_reads_for_it(
+    body: bytes, jobs: int, block: int
+) -> None:
+    import tempfile
+
+    from tongcha.ledger.parse import Rejection, csv_event
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        path = Path(tmp) / "events.csv"
+        path.write_bytes(body)
+        patch.setattr(importer, "_FEED_BYTES", block)
+        outs = [_Outbox() for _ in range(jobs)]
+        with path.open("rb") as raw:
+            importer._feed_rows(raw, cast(Any, outs), [0])
+        got = [list(importer._fed_rows(cast(Any, _Inbox(out.sent)))) for out in outs]
+        expected: list[list[Any]] = [[] for _ in range(jobs)]
+        with path.open("rb") as raw:
+            for item in importer._csv_records(raw):
+                expected[importer._job_of_row(item, jobs)].append(
+                    item if isinstance(item, Rejection) else csv_event(*item)
+                )
+    assert got == expected
+
+
+def test_a_plain_csv_lines_job_is_told_in_c_where_its_number_is_written_the_plain_way() -> None:
+    from tongcha.ledger._native import csv_line_jobs
+
+    lines = [
+        b"e1,activated,+8613800138000\r\n",  # the number last, +86, a carriage return
+        b"e2,activated,13900139000\n",  # no +86
+        b"e3,activated,+86 139 0013 9000\n",  # spaced: the Python way
+        b"e4,+8613900139000\n",  # a field short: the Python way
+        b"+8613700137000,e5,activated\n",  # first, but the column is the third
+    ]
+    block = b"".join(lines)
+    job, starts, ends = (np.empty(len(lines), np.int64) for _ in range(3))
+    assert csv_line_jobs(block, 2, 3, 3, LEDGER_PARTITIONS, job, starts, ends) == len(lines)
+    told = [importer._job_of(13800138000, 3), importer._job_of(13900139000, 3)]
+    assert job.tolist() == [*told, importer._UNTOLD, importer._UNTOLD, importer._UNTOLD]
+    assert [block[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)] == lines

@@ -995,11 +995,87 @@ done:
     return result;
 }
 
+/* The job of a plain CSV line (parse.csv_plain_row) of ``width`` fields whose field
+ * ``column`` is a number written the plain way, +861 and 10 digits or 1 and 10 digits:
+ * importer._routing_number's own answer for such text. UNTOLD for any other line. */
+static int64_t csv_line_job(const char *line, Py_ssize_t n, Py_ssize_t column, Py_ssize_t width, long long jobs,
+                            long long partitions) {
+    if (n > 0 && line[n - 1] == '\r') n--;
+    Py_ssize_t field = 0, from = 0, to = -1;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || line[i] == ',') {
+            if (field == column) to = i;
+            field++;
+            if (field == column) from = i + 1;
+        }
+    }
+    if (field != width || to < 0) return UNTOLD;
+    const char *value = line + from;
+    Py_ssize_t len = to - from;
+    if (len == 14 && memcmp(value, "+86", 3) == 0) {
+        value += 3;
+        len = 11;
+    }
+    if (len != 11 || value[0] != '1') return UNTOLD;
+    long long number = 0;
+    for (int i = 0; i < 11; i++) {
+        if (value[i] < '0' || value[i] > '9') return UNTOLD;
+        number = number * 10 + (value[i] - '0');
+    }
+    return number % partitions % jobs;
+}
+
+/* csv_line_jobs(block, column, width, jobs, partitions, job, starts, ends) -> lines: as
+ * line_jobs, for the plain lines of a CSV file (csv_line_job). */
+static PyObject *csv_line_jobs(PyObject *module, PyObject *args) {
+    Py_buffer block, job, starts, ends;
+    Py_ssize_t column, width;
+    long long jobs, partitions;
+    if (!PyArg_ParseTuple(args, "y*nnLLw*w*w*", &block, &column, &width, &jobs, &partitions, &job, &starts, &ends))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t room = job.len;
+    if (starts.len < room) room = starts.len;
+    if (ends.len < room) room = ends.len;
+    room /= (Py_ssize_t)sizeof(int64_t);
+    if (jobs < 1 || partitions < 1 || column < 0 || width <= column) {
+        PyErr_SetString(PyExc_ValueError, "jobs and partitions: at least one; column: one of the width's");
+        goto done;
+    }
+    const char *base = block.buf, *at = base, *end = base + block.len;
+    Py_ssize_t count = 0;
+    int64_t *job_out = job.buf, *starts_out = starts.buf, *ends_out = ends.buf;
+    while (at < end) {
+        const char *newline = memchr(at, '\n', (size_t)(end - at));
+        if (newline == NULL) break;
+        if (count == room) {
+            PyErr_SetString(PyExc_ValueError, "more lines than room for them");
+            goto done;
+        }
+        int64_t value = csv_line_job(at, newline - at, column, width, jobs, partitions);
+        memcpy(job_out + count, &value, sizeof value);
+        value = at - base;
+        memcpy(starts_out + count, &value, sizeof value);
+        value = newline + 1 - base;
+        memcpy(ends_out + count, &value, sizeof value);
+        count++;
+        at = newline + 1;
+    }
+    result = PyLong_FromSsize_t(count);
+done:
+    PyBuffer_Release(&block);
+    PyBuffer_Release(&job);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"kind_names", kind_names, METH_NOARGS, "The event types this reads, in the order FastLine's kinds take."},
     {"number_digests", number_digests, METH_VARARGS, "Digester.number of each int64 of a buffer, at once."},
     {"copy_rows", copy_rows, METH_VARARGS, "A binary COPY of rows' attributes and given values, whole."},
     {"line_jobs", line_jobs, METH_VARARGS, "Each NDJSON line's bounds, and its job where its text tells it."},
+    {"csv_line_jobs", csv_line_jobs, METH_VARARGS, "Each plain CSV line's bounds, and its job where its number tells it."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,3 +41,14 @@ def line_jobs(
     ends: npt.NDArray[np.int64],
     /,
 ) -> int: ...
+def csv_line_jobs(
+    block: bytes,
+    column: int,
+    width: int,
+    jobs: int,
+    partitions: int,
+    job: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    /,
+) -> int: ...

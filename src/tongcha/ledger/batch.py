@@ -71,11 +71,13 @@ def split_blocks(chunks: Iterable[bytes], size: int = BLOCK_BYTES) -> Iterator[b
     """Re-cut a byte stream into blocks of whole lines of about ``size`` bytes, the first
     without a byte order mark: Excel and Windows tools start UTF-8 files with one, and
     left on it hid a CSV header or spoilt the first JSON line."""
-    for i, block in enumerate(_whole_lines(chunks, size)):
+    for i, block in enumerate(whole_lines(chunks, size)):
         yield block.removeprefix(codecs.BOM_UTF8) if i == 0 else block
 
 
-def _whole_lines(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+def whole_lines(chunks: Iterable[bytes], size: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """Re-cut a byte stream into blocks of whole lines of about ``size`` bytes, each
+    ending in a newline (one is put after the last line when it has none)."""
     pending = bytearray()
     for chunk in chunks:
         pending += chunk

@@ -304,13 +304,27 @@ def csv_rows(text: IO[str]) -> Iterator[CsvRow | Rejection]:
     header = next(reader, None)
     if header is None:
         return
+    head = csv_header(header)
+    if isinstance(head, Rejection):
+        yield head
+        return
+    yield from csv_records(reader, *head)
+
+
+def csv_header(header: list[str]) -> tuple[dict[str, int], int] | Rejection:
+    """The column of each field a CSV header names, and its width; or its refusal."""
     columns = [h.strip() for h in header]
     missing = [c for c in ("event_id", "type", "number", "occurred_at") if c not in columns]
     if missing:
-        yield Rejection(None, "INVALID_ARGUMENT", "malformed", "CSV header lacks " + ", ".join(missing))
-        return
-    index = {name: columns.index(name) for name in CSV_COLUMNS if name in columns}
-    width = len(columns)
+        return Rejection(None, "INVALID_ARGUMENT", "malformed", "CSV header lacks " + ", ".join(missing))
+    return {name: columns.index(name) for name in CSV_COLUMNS if name in columns}, len(columns)
+
+
+def csv_records(
+    reader: Iterator[list[str]], index: dict[str, int], width: int, lines_before: int = 0
+) -> Iterator[CsvRow | Rejection]:
+    """The rows ``reader`` (a csv reader) reads after the header (``csv_rows``), its
+    lines numbered on from ``lines_before``."""
     while True:
         try:
             row = next(reader)
@@ -319,20 +333,38 @@ def csv_rows(text: IO[str]) -> Iterator[CsvRow | Rejection]:
         except csv.Error:
             # A field over the csv module's limit (an unclosed quote runs on until it
             # is one): the reader skips the rest of that line and reads on.
-            yield Rejection(None, "INVALID_ARGUMENT", "malformed", f"line {reader.line_num} is not a CSV row")
+            lineno = lines_before + reader.line_num  # type: ignore[attr-defined]
+            yield Rejection(None, "INVALID_ARGUMENT", "malformed", f"line {lineno} is not a CSV row")
             continue
-        lineno = reader.line_num
         if not row:
             continue
         if len(row) != width:
-            yield Rejection(
-                row[index["event_id"]] if len(row) > index["event_id"] else None,
-                "INVALID_ARGUMENT",
-                "malformed",
-                f"line {lineno} has {len(row)} fields, the header has {width}",
-            )
+            yield _unlike_header(index, width, lines_before + reader.line_num, row)  # type: ignore[attr-defined]
             continue
         yield index, row
+
+
+def csv_plain_row(index: dict[str, int], width: int, lineno: int, line: bytes) -> CsvRow | Rejection | None:
+    """A plain line's row, as the csv module reads it (None for a blank line): a line
+    without its newline, with no quote and no carriage return but one before the
+    newline, and shorter than the csv module's field size limit. Its fields
+    are then what lies between its commas. A parallel import's jobs read such lines."""
+    text = line.removesuffix(b"\r").decode("utf-8", "surrogateescape")
+    if not text:
+        return None
+    row = text.split(",")
+    if len(row) != width:
+        return _unlike_header(index, width, lineno, row)
+    return index, row
+
+
+def _unlike_header(index: dict[str, int], width: int, lineno: int, row: list[str]) -> Rejection:
+    return Rejection(
+        row[index["event_id"]] if len(row) > index["event_id"] else None,
+        "INVALID_ARGUMENT",
+        "malformed",
+        f"line {lineno} has {len(row)} fields, the header has {width}",
+    )
 
 
 def csv_event(index: Mapping[str, int], row: list[str]) -> dict[str, Any]:
