@@ -22,7 +22,16 @@ from hypothesis import strategies as st
 
 from tests.factories import id_number
 from tongcha.kit.digests import Digester
-from tongcha.ledger.parse import EARLIEST, EventParser, Rejection, csv_events, decoded, steady_offset
+from tongcha.ledger.parse import (
+    EARLIEST,
+    EventParser,
+    Rejection,
+    csv_events,
+    csv_header,
+    csv_shape,
+    decoded,
+    steady_offset,
+)
 from tongcha.ledger.replay import Event, EventType
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
@@ -447,6 +456,21 @@ def test_a_csv_row_gives_the_same_event_or_refusal_read_in_c_or_in_python(event:
     assert fast == slow
     if bend == "as is":
         assert parser()._fast_line().fields(row, 1) is not None, "the common row fell back to Python"
+    # The same row as a plain line, as a parallel import's job reads it (in C).
+    header, line = text.encode("utf-8", "surrogateescape").splitlines()
+    shape = csv_header(header.decode("utf-8", "surrogateescape").split(","))
+    if isinstance(shape, Rejection):  # the bend fell on the header
+        return
+    index, width = shape
+    as_line = parser().parse((2, line + draw_ending(bend), csv_shape(index, width)))
+    assert as_line == slow
+    if bend == "as is":
+        assert parser()._fast_line().csv(line, csv_shape(index, width), 1) is not None, "fell back to Python"
+
+
+def draw_ending(bend: str) -> bytes:
+    """A line's end as a job is given it: without its newline, with a carriage return or not."""
+    return b"\r" if bend in ("spaced", "lower x") else b""
 
 
 def test_a_decoded_event_of_another_type_than_dict_or_str_values_is_left_to_python() -> None:

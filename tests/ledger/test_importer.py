@@ -7,9 +7,11 @@ import io
 import os
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
@@ -22,10 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.factories import ALICE, BOB, ev
 from tongcha.kit.clock import FixedClock
 from tongcha.kit.db import LEDGER_PARTITIONS
+from tongcha.kit.digests import Digester
 from tongcha.kit.phone import PLAIN_NUMBER, InvalidNumber, parse_mobile
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer
 from tongcha.ledger.models import LedgerEvent, ReassignmentCheck, Tenure
+from tongcha.ledger.parse import EventParser, Rejection, csv_event
 
 
 @pytest.fixture
@@ -523,11 +527,11 @@ def csv_files(draw: st.DrawFn) -> bytes:
         )
         values = {
             b"event_id": f"e-{n % 30}",  # some ids again
-            b"type": draw(st.sampled_from(["activated", "suspended", "cancelled"])),
+            b"type": draw(st.sampled_from(["activated", "suspended", "cancelled", "transferred", "ported"])),
             b"number": number,
             b"occurred_at": f"2021-01-{1 + n % 28:02d}T10:00:00+08:00",
-            b"id_number": "11010519491231002X",
-            b"name": "林丽",
+            b"id_number": BOB["id_number"],
+            b"name": draw(st.sampled_from([BOB["name"], ALICE["name"], "林丽"])),  # a space: the Python way
             b"to_carrier": "",
             b"note": "x",
         }
@@ -552,14 +556,21 @@ def csv_files(draw: st.DrawFn) -> bytes:
     return ending.join(lines) + draw(st.sampled_from([ending, b""]))
 
 
+def parsers(count: int) -> list[Any]:
+    """One parser's ``parse`` for each job, as each job makes of what it is fed."""
+    now = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
+    return [
+        EventParser(1, {"CMCC": 1}, Digester(b"test key", 1), ZoneInfo("Asia/Shanghai"), now, timedelta(0)).parse
+        for _ in range(count)
+    ]
+
+
 @settings(max_examples=300, deadline=None)
 @given(csv_files(), st.integers(1, 3), st.sampled_from([64, 300, 1 << 19]))
-def test_a_parallel_csv_import_gives_each_job_the_rows_the_csv_module_reads_for_it(
+def test_a_parallel_csv_import_gives_each_job_the_events_the_csv_module_reads_for_it(
     body: bytes, jobs: int, block: int
 ) -> None:
     import tempfile
-
-    from tongcha.ledger.parse import Rejection, csv_event
 
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
         path = Path(tmp) / "events.csv"
@@ -568,13 +579,14 @@ def test_a_parallel_csv_import_gives_each_job_the_rows_the_csv_module_reads_for_
         outs = [_Outbox() for _ in range(jobs)]
         with path.open("rb") as raw:
             importer._feed_rows(raw, cast(Any, outs), [0])
-        got = [list(importer._fed_rows(cast(Any, _Inbox(out.sent)))) for out in outs]
-        expected: list[list[Any]] = [[] for _ in range(jobs)]
+        fed = [list(importer._fed_rows(cast(Any, _Inbox(out.sent)))) for out in outs]
+        read: list[list[Any]] = [[] for _ in range(jobs)]
         with path.open("rb") as raw:
             for item in importer._csv_records(raw):
-                expected[importer._job_of_row(item, jobs)].append(
-                    item if isinstance(item, Rejection) else csv_event(*item)
-                )
+                read[importer._job_of_row(item, jobs)].append(item if isinstance(item, Rejection) else csv_event(*item))
+    # What each job's parser makes of what it is fed, and of what the csv module reads.
+    got = [[parse(item) for item in items] for parse, items in zip(parsers(jobs), fed, strict=True)]
+    expected = [[parse(item) for item in items] for parse, items in zip(parsers(jobs), read, strict=True)]
     assert got == expected
 
 

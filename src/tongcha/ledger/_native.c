@@ -481,11 +481,82 @@ static PyObject *FastLine_fields(FastLine *self, PyObject *const *args, Py_ssize
     return event_of(self, v, kind, NULL, NULL, args[1]);
 }
 
+/* The columns of a CSV file's fields this reads, in EVENT_KEYS' order and then the
+ * holder's (-1 where the header has none), and the file's width. */
+#define CSV_FIELDS 6
+#define CSV_MAX_WIDTH 64
+
+static int csv_shape(PyObject *shape, Py_ssize_t *columns, Py_ssize_t *width) {
+    /* shape: (index, width, columns), parse.CsvShape */
+    if (!PyTuple_Check(shape) || PyTuple_GET_SIZE(shape) != 3) return 0;
+    PyObject *w = PyTuple_GET_ITEM(shape, 1), *c = PyTuple_GET_ITEM(shape, 2);
+    if (!PyLong_Check(w) || !PyTuple_Check(c) || PyTuple_GET_SIZE(c) != CSV_FIELDS) return 0;
+    *width = PyLong_AsSsize_t(w);
+    if (*width < 1 || *width > CSV_MAX_WIDTH) {
+        PyErr_Clear();
+        return 0;
+    }
+    for (int i = 0; i < CSV_FIELDS; i++) {
+        PyObject *one = PyTuple_GET_ITEM(c, i);
+        if (!PyLong_Check(one)) return 0;
+        columns[i] = PyLong_AsSsize_t(one);
+        if (columns[i] < -1 || columns[i] >= *width || (i < 4 && columns[i] < 0)) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The Event of a plain CSV line (parse.csv_plain_row: its fields lie between its
+ * commas) of the file whose ``shape`` is given, or None, as ``fields`` reads the event
+ * the line's row makes (parse.csv_event). */
+static PyObject *csv_event_of(FastLine *self, PyObject *line, PyObject *shape, PyObject *arrival) {
+    Py_ssize_t columns[CSV_FIELDS], width;
+    if (!PyBytes_Check(line) || !csv_shape(shape, columns, &width)) Py_RETURN_NONE;
+    const char *s = PyBytes_AS_STRING(line);
+    Py_ssize_t n = PyBytes_GET_SIZE(line);
+    if (n > 0 && s[n - 1] == '\r') n--;
+    Text field[CSV_MAX_WIDTH];
+    Py_ssize_t count = 0, from = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == ',') {
+            if (count == width) Py_RETURN_NONE; /* more fields than the header */
+            field[count].at = s + from;
+            field[count].len = i - from;
+            count++;
+            from = i + 1;
+        } else if (s[i] == '"' || s[i] == '\r' || s[i] == '\n') {
+            Py_RETURN_NONE; /* not a plain line */
+        }
+    }
+    if (count != width) Py_RETURN_NONE;
+    Text v[4];
+    for (int i = 0; i < 4; i++) v[i] = field[columns[i]];
+    int kind = kind_of(&v[1]);
+    if (kind < 0) Py_RETURN_NONE;
+    if (kind != K_ACTIVATED && kind != K_TRANSFERRED) return event_of(self, v, kind, NULL, NULL, arrival);
+    /* A holder is there when either of its fields is: both must be, for the event. */
+    if (columns[4] < 0 || columns[5] < 0) Py_RETURN_NONE;
+    return event_of(self, v, kind, &field[columns[4]], &field[columns[5]], arrival);
+}
+
+/* FastLine(...).csv(line, shape, arrival): the Event of a plain CSV line, or None. */
+static PyObject *FastLine_csv(FastLine *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "expected (line: bytes, shape: tuple, arrival: int)");
+        return NULL;
+    }
+    if (!ready(self)) return NULL;
+    return csv_event_of(self, args[0], args[1], args[2]);
+}
+
 static PyObject *EVENT_ID; /* "event_id", interned */
 
 /* FastLine(...).many(items, start, arrival, seen, events) -> (stop, duplicates): the
  * items of the list ``items`` from ``start`` on, in order, each read as the call reads
- * a numbered line (lineno, line) and ``fields`` a decoded event, the first as arrival
+ * a numbered line (lineno, line), ``csv`` a plain CSV line (lineno, line, shape) and
+ * ``fields`` a decoded event, the first as arrival
  * + 1, until one neither reads: ``stop`` is its index (the list's length when every
  * item was read). An event whose id is in the set ``seen`` is a duplicate, counted;
  * any other is appended to the list ``events`` and its id added to ``seen``. So a
@@ -511,6 +582,8 @@ static PyObject *FastLine_many(FastLine *self, PyObject *const *args, Py_ssize_t
             if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2 && PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
                 PyObject *call[2] = {PyTuple_GET_ITEM(item, 1), number};
                 event = FastLine_call(self, call, 2, NULL);
+            } else if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 3) {
+                event = csv_event_of(self, PyTuple_GET_ITEM(item, 1), PyTuple_GET_ITEM(item, 2), number);
             } else if (PyDict_CheckExact(item)) {
                 PyObject *call[2] = {item, number};
                 event = FastLine_fields(self, call, 2);
@@ -539,6 +612,8 @@ static PyObject *FastLine_many(FastLine *self, PyObject *const *args, Py_ssize_t
 static PyMethodDef FastLine_methods[] = {
     {"fields", (PyCFunction)(void (*)(void))FastLine_fields, METH_FASTCALL,
      "fields(event, arrival): the Event of a decoded event, or None."},
+    {"csv", (PyCFunction)(void (*)(void))FastLine_csv, METH_FASTCALL,
+     "csv(line, shape, arrival): the Event of a plain CSV line, or None."},
     {"many", (PyCFunction)(void (*)(void))FastLine_many, METH_FASTCALL,
      "many(items, start, arrival, seen, events): (stop, duplicates), reading items until one it leaves."},
     {NULL, NULL, 0, NULL},

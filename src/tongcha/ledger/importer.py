@@ -57,6 +57,7 @@ from tongcha.ledger.parse import (
     csv_plain_row,
     csv_records,
     csv_rows,
+    csv_shape,
     ndjson_numbered,
     numbered_lines,
     sniff_format,
@@ -698,14 +699,15 @@ def _fed(feed: Connection) -> Iterator[Any]:
 
 
 def _fed_rows(feed: Connection) -> Iterator[Any]:
-    """A job's CSV events: of plain lines (``_feed_rows``), read here; of rows, made."""
+    """A job's CSV events: plain lines (``_feed_rows``) for the parser to read, and rows, made events."""
     for message in _fed(feed):
         if isinstance(message, tuple):
+            # Plain lines, read by the parser (in C, most of them) with the file's shape.
             index, width, linenos, lines = message
+            shape = csv_shape(index, width)
             for lineno, line in zip(linenos.tolist(), lines.split(b"\n"), strict=False):  # the last split is empty
-                item = csv_plain_row(index, width, lineno, line)
-                if item is not None:
-                    yield item if isinstance(item, Rejection) else csv_event(*item)
+                if line and line != b"\r":  # a blank line is no row
+                    yield lineno, line, shape
             continue
         for item in message:
             yield item if isinstance(item, Rejection) else csv_event(*item)

@@ -79,14 +79,23 @@ class EventParser:
         self._fast: FastLine | None = None
 
     def parse(self, raw: Any) -> Event | Rejection:
-        """An event decoded (a dict), a refusal already made, or a numbered NDJSON line
-        not yet decoded (``numbered_lines``).
+        """An event decoded (a dict), a refusal already made, a numbered NDJSON line
+        not yet decoded (``numbered_lines``), or a numbered plain CSV line, not blank,
+        with its file's shape, ``(lineno, line, csv_shape(...))``.
 
         The common event is read in C by ``FastLine``: a line in one step, decoding
         included, or a decoded event's fields. Any other, and every one to refuse, is
         parsed in Python (``parse_decoded``), which makes every refusal."""
         fast = self._fast or self._fast_line()
-        if raw.__class__ is tuple:
+        if raw.__class__ is tuple and len(raw) == 3:  # a plain CSV line (``csv_shape``)
+            event = fast.csv(raw[1], raw[2], self.arrival + 1)
+            if event is not None:
+                self.arrival += 1
+                return event
+            index, width, _ = raw[2]
+            row = csv_plain_row(index, width, raw[0], raw[1])
+            raw = csv_event(*row) if row is not None and not isinstance(row, Rejection) else row
+        elif raw.__class__ is tuple:
             event = fast(raw[1], self.arrival + 1)
             if event is not None:
                 self.arrival += 1
@@ -356,6 +365,17 @@ def csv_plain_row(index: dict[str, int], width: int, lineno: int, line: bytes) -
     if len(row) != width:
         return _unlike_header(index, width, lineno, row)
     return index, row
+
+
+# A CSV file's header as ``csv_plain_row`` and the compiled reader take it: its index and
+# width, and the columns of event_id, type, number, occurred_at, id_number and name (-1
+# where it has none).
+CsvShape = tuple[dict[str, int], int, tuple[int, ...]]
+
+
+def csv_shape(index: dict[str, int], width: int) -> CsvShape:
+    columns = (*(index[name] for name in CSV_COLUMNS[:4]), index.get("id_number", -1), index.get("name", -1))
+    return index, width, columns
 
 
 def _unlike_header(index: dict[str, int], width: int, lineno: int, row: list[str]) -> Rejection:
