@@ -550,7 +550,7 @@ def _feed_rows(raw: IO[bytes], outs: list[Connection], fed: list[int]) -> None:
     of the file goes as rows as the csv module reads them. Reading every row with the
     csv module and sending them pickled took the importing process four times the CPU
     of an NDJSON file's (docs/benchmarks.md §1, thirteenth pass)."""
-    first = raw.readline()
+    first = raw.readline(csv.field_size_limit() + 8)  # a header longer goes the csv module's way
     head = first.removeprefix(codecs.BOM_UTF8)
     if not head.endswith(b"\n") or not _plain_lines(head):
         raw.seek(0)
