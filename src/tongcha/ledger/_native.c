@@ -160,6 +160,23 @@ static int plain_han(const unsigned char *s, Py_ssize_t n) {
     return 1;
 }
 
+/* The 11 digits of a number written the plain way, +86 and 11 digits from 1 or 11
+ * digits from 1, with their value in ``number``; NULL for any other text. */
+static const char *plain_number(const char *s, Py_ssize_t len, long long *number) {
+    if (len == 14 && memcmp(s, "+86", 3) == 0) {
+        s += 3;
+        len = 11;
+    }
+    if (len != 11 || s[0] != '1') return NULL;
+    long long value = 0;
+    for (int i = 0; i < 11; i++) {
+        if (s[i] < '0' || s[i] > '9') return NULL;
+        value = value * 10 + (s[i] - '0');
+    }
+    *number = value;
+    return s;
+}
+
 static void keyed(Keyed *k, const unsigned char *key, Py_ssize_t key_len, const char *purpose, size_t purpose_len) {
     unsigned char block[64] = {0}, pad[64];
     if (key_len > 64) {
@@ -316,19 +333,9 @@ static PyObject *event_of(FastLine *self, const Text *v, int kind, const Text *i
     if (spaces) Py_RETURN_NONE;
 
     /* number: +86 and 11 digits, or 11 digits, a mobile number's */
-    const char *num = v[2].at;
-    Py_ssize_t num_len = v[2].len;
-    if (num_len == 14 && memcmp(num, "+86", 3) == 0) {
-        num += 3;
-        num_len = 11;
-    }
-    if (num_len != 11 || num[0] != '1') Py_RETURN_NONE;
-    long long number = 0;
-    for (int i = 0; i < 11; i++) {
-        if (num[i] < '0' || num[i] > '9') Py_RETURN_NONE;
-        number = number * 10 + (num[i] - '0');
-    }
-    if (!self->mobile[number / 100000 - 100000]) Py_RETURN_NONE;
+    long long number;
+    const char *num = plain_number(v[2].at, v[2].len, &number);
+    if (num == NULL || !self->mobile[number / 100000 - 100000]) Py_RETURN_NONE;
 
     int64_t us;
     if (!parse_time(v[3].at, v[3].len, &us) || us < self->earliest_us || us > self->latest_us ||
@@ -988,12 +995,22 @@ done:
 
 #define UNTOLD (-1)
 
+/* What telling a line's job needs: the jobs and the ledger's partitions, and for a CSV
+ * file's lines the number's column and the file's width. */
+typedef struct {
+    long long jobs, partitions;
+    Py_ssize_t column, width;
+} JobRule;
+
+typedef int64_t (*TellJob)(const char *line, Py_ssize_t n, const JobRule *rule);
+
 /* The job of an NDJSON line whose text says its number for certain, as
  * tongcha.ledger.importer._number_in_text tells it by its plain way: a line starting
  * with a brace, with no backslash and one "number", which has one brace and no closing
- * brace or bracket before it and right after it :" then +86 or not, 11 digits from 1
- * and a quote. UNTOLD for any other line: the importing process tells it in Python. */
-static int64_t line_job(const char *line, Py_ssize_t n, long long jobs, long long partitions) {
+ * brace or bracket before it and right after it :" then a number written the plain way
+ * (plain_number) and a quote. UNTOLD for any other line: the importing process tells
+ * it in Python. */
+static int64_t line_job(const char *line, Py_ssize_t n, const JobRule *rule) {
     static const char KEY[] = "\"number\"";
     const Py_ssize_t key_len = 8;
     if (n < 1 || line[0] != '{' || memchr(line, '\\', (size_t)n) != NULL) return UNTOLD;
@@ -1015,111 +1032,43 @@ static int64_t line_job(const char *line, Py_ssize_t n, long long jobs, long lon
     Py_ssize_t p = at + key_len;
     if (p + 2 > n || line[p] != ':' || line[p + 1] != '"') return UNTOLD;
     p += 2;
-    if (p + 3 <= n && memcmp(line + p, "+86", 3) == 0) p += 3;
-    if (p + 12 > n || line[p] != '1' || line[p + 11] != '"') return UNTOLD;
-    long long number = 0;
-    for (int i = 0; i < 11; i++) {
-        char c = line[p + i];
-        if (c < '0' || c > '9') return UNTOLD;
-        number = number * 10 + (c - '0');
-    }
-    return number % partitions % jobs;
+    const char *close = memchr(line + p, '"', (size_t)(n - p));
+    long long number;
+    if (close == NULL || plain_number(line + p, close - (line + p), &number) == NULL) return UNTOLD;
+    return number % rule->partitions % rule->jobs;
 }
 
-/* line_jobs(block, jobs, partitions, job, starts, ends) -> lines: where each line of
- * ``block`` that ends in a newline starts and ends (past its newline), and its job
- * (line_job), written into the three int64 buffers given; the number of lines. */
-static PyObject *line_jobs(PyObject *module, PyObject *args) {
-    Py_buffer block, job, starts, ends;
-    long long jobs, partitions;
-    if (!PyArg_ParseTuple(args, "y*LLw*w*w*", &block, &jobs, &partitions, &job, &starts, &ends)) return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t room = job.len;
-    if (starts.len < room) room = starts.len;
-    if (ends.len < room) room = ends.len;
-    room /= (Py_ssize_t)sizeof(int64_t);
-    if (jobs < 1 || partitions < 1) {
-        PyErr_SetString(PyExc_ValueError, "jobs and partitions: at least one");
-        goto done;
-    }
-    const char *base = block.buf, *at = base, *end = base + block.len;
-    Py_ssize_t count = 0;
-    int64_t *job_out = job.buf, *starts_out = starts.buf, *ends_out = ends.buf;
-    while (at < end) {
-        const char *newline = memchr(at, '\n', (size_t)(end - at));
-        if (newline == NULL) break;
-        if (count == room) {
-            PyErr_SetString(PyExc_ValueError, "more lines than room for them");
-            goto done;
-        }
-        int64_t value = line_job(at, newline - at, jobs, partitions);
-        memcpy(job_out + count, &value, sizeof value);
-        value = at - base;
-        memcpy(starts_out + count, &value, sizeof value);
-        value = newline + 1 - base;
-        memcpy(ends_out + count, &value, sizeof value);
-        count++;
-        at = newline + 1;
-    }
-    result = PyLong_FromSsize_t(count);
-done:
-    PyBuffer_Release(&block);
-    PyBuffer_Release(&job);
-    PyBuffer_Release(&starts);
-    PyBuffer_Release(&ends);
-    return result;
-}
-
-/* The job of a plain CSV line (parse.csv_plain_row) of ``width`` fields whose field
- * ``column`` is a number written the plain way, +861 and 10 digits or 1 and 10 digits:
+/* The job of a plain CSV line (parse.csv_plain_row) of the rule's width whose field in
+ * the rule's column is a number written the plain way (plain_number):
  * importer._routing_number's own answer for such text. UNTOLD for any other line. */
-static int64_t csv_line_job(const char *line, Py_ssize_t n, Py_ssize_t column, Py_ssize_t width, long long jobs,
-                            long long partitions) {
+static int64_t csv_line_job(const char *line, Py_ssize_t n, const JobRule *rule) {
     if (n > 0 && line[n - 1] == '\r') n--;
     Py_ssize_t field = 0, from = 0, to = -1;
     for (Py_ssize_t i = 0; i <= n; i++) {
         if (i == n || line[i] == ',') {
-            if (field == column) to = i;
+            if (field == rule->column) to = i;
             field++;
-            if (field == column) from = i + 1;
+            if (field == rule->column) from = i + 1;
         }
     }
-    if (field != width || to < 0) return UNTOLD;
-    const char *value = line + from;
-    Py_ssize_t len = to - from;
-    if (len == 14 && memcmp(value, "+86", 3) == 0) {
-        value += 3;
-        len = 11;
-    }
-    if (len != 11 || value[0] != '1') return UNTOLD;
-    long long number = 0;
-    for (int i = 0; i < 11; i++) {
-        if (value[i] < '0' || value[i] > '9') return UNTOLD;
-        number = number * 10 + (value[i] - '0');
-    }
-    return number % partitions % jobs;
+    long long number;
+    if (field != rule->width || to < 0 || plain_number(line + from, to - from, &number) == NULL) return UNTOLD;
+    return number % rule->partitions % rule->jobs;
 }
 
-/* csv_line_jobs(block, column, width, jobs, partitions, job, starts, ends) -> lines: as
- * line_jobs, for the plain lines of a CSV file (csv_line_job). */
-static PyObject *csv_line_jobs(PyObject *module, PyObject *args) {
-    Py_buffer block, job, starts, ends;
-    Py_ssize_t column, width;
-    long long jobs, partitions;
-    if (!PyArg_ParseTuple(args, "y*nnLLw*w*w*", &block, &column, &width, &jobs, &partitions, &job, &starts, &ends))
-        return NULL;
+/* Where each line of ``block`` that ends in a newline starts and ends (past its
+ * newline), and its job as ``tell`` tells it, written into the three int64 buffers
+ * given; the number of lines, or NULL with an error. The buffers are released. */
+static PyObject *lines_and_jobs(Py_buffer *block, Py_buffer *job, Py_buffer *starts, Py_buffer *ends, TellJob tell,
+                                const JobRule *rule) {
     PyObject *result = NULL;
-    Py_ssize_t room = job.len;
-    if (starts.len < room) room = starts.len;
-    if (ends.len < room) room = ends.len;
+    Py_ssize_t room = job->len;
+    if (starts->len < room) room = starts->len;
+    if (ends->len < room) room = ends->len;
     room /= (Py_ssize_t)sizeof(int64_t);
-    if (jobs < 1 || partitions < 1 || column < 0 || width <= column) {
-        PyErr_SetString(PyExc_ValueError, "jobs and partitions: at least one; column: one of the width's");
-        goto done;
-    }
-    const char *base = block.buf, *at = base, *end = base + block.len;
+    const char *base = block->buf, *at = base, *end = base + block->len;
     Py_ssize_t count = 0;
-    int64_t *job_out = job.buf, *starts_out = starts.buf, *ends_out = ends.buf;
+    int64_t *job_out = job->buf, *starts_out = starts->buf, *ends_out = ends->buf;
     while (at < end) {
         const char *newline = memchr(at, '\n', (size_t)(end - at));
         if (newline == NULL) break;
@@ -1127,7 +1076,7 @@ static PyObject *csv_line_jobs(PyObject *module, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "more lines than room for them");
             goto done;
         }
-        int64_t value = csv_line_job(at, newline - at, column, width, jobs, partitions);
+        int64_t value = tell(at, newline - at, rule);
         memcpy(job_out + count, &value, sizeof value);
         value = at - base;
         memcpy(starts_out + count, &value, sizeof value);
@@ -1138,11 +1087,48 @@ static PyObject *csv_line_jobs(PyObject *module, PyObject *args) {
     }
     result = PyLong_FromSsize_t(count);
 done:
-    PyBuffer_Release(&block);
-    PyBuffer_Release(&job);
-    PyBuffer_Release(&starts);
-    PyBuffer_Release(&ends);
+    PyBuffer_Release(block);
+    PyBuffer_Release(job);
+    PyBuffer_Release(starts);
+    PyBuffer_Release(ends);
     return result;
+}
+
+/* line_jobs(block, jobs, partitions, job, starts, ends) -> lines: lines_and_jobs of an
+ * NDJSON block, each line's job as line_job tells it. */
+static PyObject *line_jobs(PyObject *module, PyObject *args) {
+    Py_buffer block, job, starts, ends;
+    JobRule rule = {0};
+    if (!PyArg_ParseTuple(args, "y*LLw*w*w*", &block, &rule.jobs, &rule.partitions, &job, &starts, &ends))
+        return NULL;
+    if (rule.jobs < 1 || rule.partitions < 1) {
+        PyErr_SetString(PyExc_ValueError, "jobs and partitions: at least one");
+        PyBuffer_Release(&block);
+        PyBuffer_Release(&job);
+        PyBuffer_Release(&starts);
+        PyBuffer_Release(&ends);
+        return NULL;
+    }
+    return lines_and_jobs(&block, &job, &starts, &ends, line_job, &rule);
+}
+
+/* csv_line_jobs(block, column, width, jobs, partitions, job, starts, ends) -> lines:
+ * lines_and_jobs of a block of plain CSV lines, each line's job as csv_line_job tells it. */
+static PyObject *csv_line_jobs(PyObject *module, PyObject *args) {
+    Py_buffer block, job, starts, ends;
+    JobRule rule = {0};
+    if (!PyArg_ParseTuple(args, "y*nnLLw*w*w*", &block, &rule.column, &rule.width, &rule.jobs, &rule.partitions, &job,
+                          &starts, &ends))
+        return NULL;
+    if (rule.jobs < 1 || rule.partitions < 1 || rule.column < 0 || rule.width <= rule.column) {
+        PyErr_SetString(PyExc_ValueError, "jobs and partitions: at least one; column: one of the width's");
+        PyBuffer_Release(&block);
+        PyBuffer_Release(&job);
+        PyBuffer_Release(&starts);
+        PyBuffer_Release(&ends);
+        return NULL;
+    }
+    return lines_and_jobs(&block, &job, &starts, &ends, csv_line_job, &rule);
 }
 
 static PyMethodDef module_methods[] = {
