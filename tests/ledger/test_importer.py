@@ -28,7 +28,7 @@ from tongcha.kit.digests import Digester
 from tongcha.kit.phone import PLAIN_NUMBER, InvalidNumber, parse_mobile
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer
-from tongcha.ledger.models import LedgerEvent, ReassignmentCheck, Tenure
+from tongcha.ledger.models import LedgerEvent, LedgerRejection, ReassignmentCheck, Tenure
 from tongcha.ledger.parse import EventParser, Rejection, csv_event
 
 
@@ -606,3 +606,36 @@ def test_a_plain_csv_lines_job_is_told_in_c_where_its_number_is_written_the_plai
     told = [importer._job_of(13800138000, 3), importer._job_of(13900139000, 3)]
     assert job.tolist() == [*told, importer._UNTOLD, importer._UNTOLD, importer._UNTOLD]
     assert [block[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)] == lines
+
+
+@pytest.mark.usefixtures("parties")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_repeats_in_later_commits_count_as_repeats_within_one_do(
+    small_commits: Settings, sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path, jobs: int
+) -> None:
+    # The stream forgets the ids it has seen once they are committed, and the ledger's key
+    # tells their repeats: the same outcome as within one commit, and as across jobs.
+    first = [
+        ev("activated", "+8613800138001", "2020-01-01", ALICE, event_id="r-a"),
+        ev("activated", "+8613800138002", "2020-01-01", ALICE, event_id="r-b"),
+        ev("activated", "+8613800138003", "2020-01-01", ALICE, event_id="r-c"),
+        ev("activated", "+8613800138003", "2020-02-01", BOB, event_id="r-d"),  # refused: tenure open
+    ]
+    filler = [ev("activated", f"+86139001390{i:02d}", "2020-01-01", BOB, event_id=f"r-f{i}") for i in range(8)]
+    repeats = [
+        ev("activated", "+8613800138001", "2020-01-01", ALICE, event_id="r-a"),  # the same event again
+        ev("activated", "+8613800138004", "2020-01-01", BOB, event_id="r-b"),  # its id, another number
+        ev("activated", "+8613800138003", "2020-02-01", BOB, event_id="r-d"),  # the refused one again
+        ev("cancelled", "+8613800138003", "2021-01-01", event_id="r-e"),
+    ]
+    path = write_ndjson(tmp_path / "events.ndjson", first + filler + repeats)
+    totals = importer.import_file(small_commits, path, "CMCC", clock=clock, jobs=jobs)
+    assert (totals.accepted, totals.duplicates, totals.rejected) == (12, 3, 1)
+    with sessions() as session:
+        stored = {(r.event_id, r.number) for r in session.execute(select(LedgerEvent.event_id, LedgerEvent.number))}
+        refusals = session.scalars(select(LedgerRejection.event_id)).all()
+    assert stored == {
+        ("r-a", 13800138001), ("r-b", 13800138002), ("r-c", 13800138003), ("r-e", 13800138003),
+        *((f"r-f{i}", 13900139000 + i) for i in range(8)),
+    }  # fmt: skip
+    assert refusals == ["r-d"]

@@ -78,3 +78,29 @@ def test_a_holder_named_as_typed_digests_as_the_name_a_citizen_gives_for_verific
     assert event.kyc_digest == digests.kyc(idn, "阿卜杜·热合曼")
     assert event.holder_digest == digests.holder(idn)
     assert event.tail_digest == digests.tail(13800138000, idn)
+
+
+def test_settled_ids_are_forgotten_but_a_refused_one_is_still_a_repeat() -> None:
+    # A writer settles the first chunk: a0 committed, a1 refused by the ledger's rules.
+    raw: list[Any] = [ev("activated", f"+86138001380{i:02d}", "2020-01-01", ALICE, event_id=f"a{i}") for i in range(2)]
+    again = [ev("activated", f"+86138001380{i:02d}", "2020-01-01", ALICE, event_id=f"a{i}") for i in range(2)]
+    feed = threading.Event()
+
+    def held_back() -> Iterator[Any]:
+        yield from raw
+        feed.wait(10)  # the repeats only once the first chunk is settled
+        yield from again
+
+    stream = ParsedStream(held_back(), parser(), chunk_size=2, ahead=1)
+    chunks = iter(stream)
+    try:
+        first = next(chunks)
+        assert [e.event_id for e in first.events] == ["a0", "a1"]
+        stream.settled([first], {"a1"})
+        feed.set()
+        second = next(chunks)
+    finally:
+        stream.close()
+    # a0's repeat comes out again, for the ledger's key to tell; a1's is counted here.
+    assert [e.event_id for e in second.events] == ["a0"]
+    assert second.duplicates == 1

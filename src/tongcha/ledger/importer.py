@@ -237,6 +237,7 @@ def _import_events(
             while (first := next(chunks, None)) is not None:
                 batch = _Taken(first, islice(chunks, per_commit - 1))
                 result = _commit(sessions, carrier_code, batch, clock, settings, partitions)
+                stream.settled(batch.taken, {r.event_id for r in result.rejected})
                 # The commit's events go before the collection, which would go over them all.
                 del batch, first
                 collect()
@@ -256,6 +257,11 @@ class _Taken:
     def __init__(self, first: service.ParsedChunk, rest: Iterator[service.ParsedChunk]) -> None:
         self._taken = [first]
         self._rest = rest
+
+    @property
+    def taken(self) -> list[service.ParsedChunk]:
+        """The chunks taken so far."""
+        return self._taken
 
     def __iter__(self) -> Iterator[service.ParsedChunk]:
         at = 0

@@ -92,11 +92,19 @@ class ParsedStream:
     with the interpreter lock released, and the next chunks are parsed meanwhile. Events
     come out in their input order. An error while reading (a broken file, say) is raised
     to the writer. ``close`` lets the thread go when the writer stops early.
+
+    A repeat of an event id met earlier in the stream is counted a duplicate here. The
+    ids are remembered until the writer says (``settled``) that their events are in the
+    ledger, whose key tells a later repeat of them for the same duplicate: so what a
+    long import remembers is bounded by what it has not yet committed, where keeping
+    every id took some 130 bytes an event (docs/ledger.md).
     """
 
     def __init__(self, raw_events: Iterable[Any], parser: EventParser, chunk_size: int, ahead: int = 2) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
+        # Only the parse thread adds to it; ``settled`` discards from the writer's.
+        self._seen: set[str] = set()
         self._thread = threading.Thread(
             target=self._run, args=(iter(raw_events), parser, chunk_size), name="tongcha-parse", daemon=True
         )
@@ -112,7 +120,7 @@ class ParsedStream:
         return False
 
     def _run(self, raw: Iterator[Any], parser: EventParser, size: int) -> None:
-        seen: set[str] = set()
+        seen = self._seen
         try:
             while chunk := list(islice(raw, size)):
                 parsed = ParsedChunk([], [], 0)
@@ -147,6 +155,15 @@ class ParsedStream:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    def settled(self, chunks: Iterable[ParsedChunk], refused: Collection[str | None]) -> None:
+        """Forget the ids of these chunks' events, now committed, but for those ``refused``:
+        a refused event is in no table whose key would tell its repeat."""
+        seen = self._seen
+        for chunk in chunks:
+            for event in chunk.events:
+                if event.event_id not in refused:
+                    seen.discard(event.event_id)
 
     def close(self) -> None:
         self._stop.set()
