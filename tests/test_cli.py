@@ -93,6 +93,9 @@ def _scenario(url: str, work: Path) -> Scenario:
         url, "ledger", "import", str(bad), "--carrier", "CMCC", "--rejects", str(sc.rejects)
     )
     sc.outputs["import unknown carrier"] = run_cli(url, "ledger", "import", str(bad), "--carrier", "NOPE", check=False)
+    garbage = work / "garbage.ndjson"  # each line refused with a reason naming it
+    garbage.write_text("".join(f"not json {i}\n" for i in range(1_200)), encoding="utf-8")
+    sc.outputs["import garbage"] = run_cli(url, "ledger", "import", str(garbage), "--carrier", "CMCC")
     asks = work / "asks.csv"
     asks.write_text(
         "number,since\n+8613800138001,2019-06-01\n13800138001,2022-01-01\n+8615000150008,2019-06-01\n12,2019-06-01\n",
@@ -283,6 +286,13 @@ def test_malformed_rows_are_reported_as_rejected(sc: Scenario) -> None:
     written = [orjson.loads(line) for line in sc.rejects.read_text(encoding="utf-8").splitlines()]
     assert {r["event_id"] for r in written} == {"bad-2", "bad-3", "bad-4"}
     assert BAD_HOLDER[0] not in sc.rejects.read_text(encoding="utf-8")
+
+
+def test_a_file_of_garbage_is_summed_up_without_keeping_a_reason_for_every_line(sc: Scenario) -> None:
+    out = sc.outputs["import garbage"].stdout
+    assert "accepted 0, duplicates 0, rejected 1,200" in out
+    # A thousand reasons of a rule are kept (each names its line), and the rest counted.
+    assert "rejected 1,200: malformed: line 1 is not JSON, and more than 999 other reasons like it" in out
 
 
 def test_import_for_an_unknown_carrier_fails_with_a_clear_message(sc: Scenario) -> None:

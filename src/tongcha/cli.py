@@ -641,8 +641,9 @@ def ledger_import(
     rules = totals.rules()
     for rule, count, reasons in rules[:10]:
         others = len(reasons) - 1
+        more = "more than " if totals.unkept[rule] else ""
         said = reasons[0] + (
-            f", and {others:,} other {'reason' if others == 1 else 'reasons'} like it" if others else ""
+            f", and {more}{others:,} other {'reason' if others == 1 else 'reasons'} like it" if others else ""
         )
         out.print(f"  rejected {count:,}: {rule}: {said}", markup=False, highlight=False)
     if len(rules) > 10:

@@ -349,6 +349,24 @@ def test_an_import_runs_a_job_per_core_it_may_use_on_postgresql_and_one_on_sqlit
         os.sched_setaffinity(0, allowed)
 
 
+def test_an_imports_summary_keeps_a_thousand_reasons_of_a_rule_and_counts_the_rest() -> None:
+    totals = importer.ImportTotals(rejected=importer.REASONS_KEPT + 3)
+    for line in range(1, importer.REASONS_KEPT + 2):
+        totals.refused("malformed", f"line {line} is not JSON")
+    totals.refused("malformed", "line 1 is not JSON")  # a reason kept already is counted with it
+    totals.refused("bad_type", "no such type")  # another rule keeps reasons of its own
+    (rule, count, reasons), other = totals.rules()
+    assert (rule, count, len(reasons), reasons[0]) == (
+        "malformed",
+        importer.REASONS_KEPT + 2,
+        1_000,
+        "line 1 is not JSON",
+    )
+    assert f"line {importer.REASONS_KEPT + 1} is not JSON" not in reasons
+    assert totals.unkept == {"malformed": 1}
+    assert other == ("bad_type", 1, ["no such type"])
+
+
 def test_an_imports_refusals_are_summed_by_rule_whatever_day_or_line_their_reasons_name() -> None:
     totals = importer.ImportTotals(rejected=6)
     totals.by_rule.update(

@@ -65,27 +65,47 @@ from tongcha.ledger.parse import (
 from tongcha.ledger.tasks import CheckLog, Receipts
 from tongcha.platforms.models import Platform
 
+# The distinct reasons an import's summary keeps of one rule. A reason names a day or a
+# line, so a file of garbage would otherwise keep one for every line it has.
+REASONS_KEPT = 1_000
+
 
 @dataclass
 class ImportTotals:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
-    # "rule: reason" of each refusal, counted.
+    # "rule: reason" of each refusal, counted, for up to REASONS_KEPT reasons a rule.
     by_rule: Counter[str] = field(default_factory=Counter)
+    # Per rule, the refusals whose reasons came after REASONS_KEPT others: counted only.
+    unkept: Counter[str] = field(default_factory=Counter)
+    _reasons: Counter[str] = field(default_factory=Counter, repr=False)
 
     @property
     def events(self) -> int:
         """Every event the commits counted: accepted, duplicates and refused."""
         return self.accepted + self.duplicates + self.rejected
 
+    def refused(self, rule: str, reason: str) -> None:
+        """Count one refusal (not in ``rejected``, which the caller counts)."""
+        key = f"{rule}: {reason}"
+        if key in self.by_rule:
+            self.by_rule[key] += 1
+        elif self._reasons[rule] < REASONS_KEPT:
+            self._reasons[rule] += 1
+            self.by_rule[key] = 1
+        else:
+            self.unkept[rule] += 1
+
     def rules(self) -> list[tuple[str, int, list[str]]]:
         """Each rule the refusals broke, how often, and its reasons, most frequent first:
-        a reason names a day or a line, so one rule may read many ways."""
+        a reason names a day or a line, so one rule may read many ways. A rule's refusals
+        past its ``REASONS_KEPT`` reasons are in its count (and in ``unkept``), their
+        reasons not listed."""
         grouped: dict[str, tuple[int, list[str]]] = {}
         for key, count in self.by_rule.most_common():
             rule, _, reason = key.partition(": ")
-            total, reasons = grouped.get(rule, (0, []))
+            total, reasons = grouped.get(rule, (self.unkept[rule], []))
             grouped[rule] = (total + count, [*reasons, reason])
         return sorted(((rule, n, reasons) for rule, (n, reasons) in grouped.items()), key=lambda r: -r[1])
 
@@ -181,7 +201,7 @@ def import_file(
         totals.duplicates += result.duplicates
         totals.rejected += len(result.rejected)
         for rej in result.rejected:
-            totals.by_rule[f"{rej.rule}: {rej.reason}"] += 1
+            totals.refused(rej.rule, rej.reason)
             if reject_out is not None:
                 reject_out.write(json.dumps(_readable(rej.as_dict()), ensure_ascii=False) + "\n")
 
