@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import cache
 from itertools import repeat
@@ -61,8 +62,28 @@ def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[A
 
 
 # A list of at most this many is probed item by item on PostgreSQL; a longer one (an
-# import's chunk) is matched as a whole, as the planner sees fit.
+# import's chunk) is matched as a whole, through the index (``lookups_by_index``).
 PROBE_AT_MOST = 1_000
+
+
+@contextmanager
+def lookups_by_index(session: Session) -> Iterator[None]:
+    """Plan the ledger writer's lookups as index scans, whatever the tables' statistics say.
+
+    A writer looks up only the events, tenures and summaries of the numbers and ids it
+    is given. Without statistics (tables never analysed, as on a server with autovacuum
+    off, or in a bulk load's first minute) the planner matched an import chunk's list of
+    numbers against every event instead, once per chunk. The setting holds until the
+    block ends (or its transaction does), then is as it was."""
+    if not is_postgres(session):
+        yield
+        return
+    was = session.scalar(text("SELECT current_setting('enable_seqscan')"))
+    session.execute(text("SELECT set_config('enable_seqscan', 'off', true)"))
+    yield
+    session.execute(text("SELECT set_config('enable_seqscan', :was, true)"), {"was": was})
+
+
 # One index probe a listed event id: ``LIMIT`` keeps the probe a loop over the list, so
 # that no estimate of the table can turn it into a pass over the carrier's events.
 _PROBE_EVENT_IDS = text(

@@ -218,7 +218,7 @@ def ingest_parsed(
     quarantine = {c.id: c.quarantine_days for c in (repo.carriers(session) if carriers is None else carriers)}
     result = IngestResult()
     owned = frozenset(partitions) if partitions is not None else None
-    with ledger_write_lock(session, owned):
+    with ledger_write_lock(session, owned), repo.lookups_by_index(session):
         revision: LedgerRevision | None = None
         for chunk in chunks:
             if owned is not None and any(ledger_partition(n) not in owned for n in {e.number for e in chunk.events}):
