@@ -102,6 +102,12 @@ def test_a_long_chunk_looks_its_numbers_events_up_in_the_index_whatever_the_stat
         assert "Seq Scan" not in plan and "ix_ledger_events_number" in plan, plan
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM ledger_numbers WHERE open_since IS NULL")) == 1_500
+    # A short batch after it leaves the planner's setting alone: no statement touches it.
+    plans.clear()
+    with engine.connect() as conn:
+        send(conn, settings, clock, [ev("cancelled", "+8613800000001", "2021-01-01")])
+        conn.execute(text("SELECT 1"))
+    assert plans and not [p for p in plans if "enable_seqscan" in p], plans
 
 
 def test_a_number_listed_twice_brings_its_events_once(
@@ -120,7 +126,10 @@ def test_a_number_listed_twice_brings_its_events_once(
 
 def test_the_planner_setting_is_as_it_was_after_the_writes(sessions: sessionmaker[Session]) -> None:
     with sessions() as session, session.begin():
-        with repo.lookups_by_index(session):
+        with repo.lookups_by_index(session) as by_index:
+            assert session.scalar(text("SHOW enable_seqscan")) == "on"  # not until asked
+            by_index()
+            by_index()
             assert session.scalar(text("SHOW enable_seqscan")) == "off"
         # The rest of the transaction (the API's own statements, say) is planned as before.
         assert session.scalar(text("SHOW enable_seqscan")) == "on"

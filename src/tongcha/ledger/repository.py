@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import cache
@@ -67,21 +67,27 @@ PROBE_AT_MOST = 1_000
 
 
 @contextmanager
-def lookups_by_index(session: Session) -> Iterator[None]:
-    """Plan the ledger writer's lookups as index scans, whatever the tables' statistics say.
+def lookups_by_index(session: Session) -> Iterator[Callable[[], None]]:
+    """Within the block, what it gives plans the ledger writer's lookups as index scans,
+    whatever the tables' statistics say, once called.
 
     A writer looks up only the events, tenures and summaries of the numbers and ids it
     is given. Without statistics (tables never analysed, as on a server with autovacuum
     off, or in a bulk load's first minute) the planner matched an import chunk's list of
-    numbers against every event instead, once per chunk. The setting holds until the
-    block ends (or its transaction does), then is as it was."""
-    if not is_postgres(session):
-        yield
-        return
-    was = session.scalar(text("SELECT current_setting('enable_seqscan')"))
-    session.execute(text("SELECT set_config('enable_seqscan', 'off', true)"))
-    yield
-    session.execute(text("SELECT set_config('enable_seqscan', :was, true)"), {"was": was})
+    numbers against every event instead, once per chunk. A writer calls it for its first
+    long chunk: a short list is probed item by item whatever the plan, so a batch through
+    the API pays no round trip for it. At the block's end (or its transaction's) the
+    setting is as it was."""
+    was: list[str] = []
+
+    def by_index() -> None:
+        if not was and is_postgres(session):
+            was.append(str(session.scalar(text("SELECT current_setting('enable_seqscan')"))))
+            session.execute(text("SELECT set_config('enable_seqscan', 'off', true)"))
+
+    yield by_index
+    if was:
+        session.execute(text("SELECT set_config('enable_seqscan', :was, true)"), {"was": was[0]})
 
 
 # One index probe a listed event id: ``LIMIT`` keeps the probe a loop over the list, so

@@ -218,11 +218,13 @@ def ingest_parsed(
     quarantine = {c.id: c.quarantine_days for c in (repo.carriers(session) if carriers is None else carriers)}
     result = IngestResult()
     owned = frozenset(partitions) if partitions is not None else None
-    with ledger_write_lock(session, owned), repo.lookups_by_index(session):
+    with ledger_write_lock(session, owned), repo.lookups_by_index(session) as by_index:
         revision: LedgerRevision | None = None
         for chunk in chunks:
             if owned is not None and any(ledger_partition(n) not in owned for n in {e.number for e in chunk.events}):
                 raise ValueError("an event of a number outside this writer's ledger partitions")
+            if len(chunk.events) > repo.PROBE_AT_MOST:
+                by_index()
             if revision is None:
                 revision = repo.new_revision(session, carrier.id, source, clock.now())
             _ingest_chunk(session, carrier.id, chunk, quarantine, result, revision.id)
