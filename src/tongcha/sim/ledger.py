@@ -82,7 +82,10 @@ class SynthConfig:
 
 
 def _at(day: date, rng: random.Random) -> str:
-    moment = datetime.combine(day, time(8, 0), UTC) + timedelta(seconds=rng.randrange(12 * 3600))
+    # Between 08:00 and 20:00 in Beijing, whose day the hub dates an event by: so the day
+    # an event falls on is the day the history above gave it, and a number re-issued on
+    # the 90th day after its cancellation is out of quarantine on that reading too.
+    moment = datetime.combine(day, time(0, 0), UTC) + timedelta(seconds=rng.randrange(12 * 3600))
     return moment.isoformat().replace("+00:00", "Z")
 
 
