@@ -528,9 +528,10 @@ _HEADERS = [
 
 @st.composite
 def csv_files(draw: st.DrawFn) -> bytes:
-    """A carrier's CSV file: mostly plain lines, and now and then a line the csv module
-    must read (a quoted field, one running over two lines, a carriage return alone, a
-    NUL byte), a blank line, a row of the wrong width, bytes that are not UTF-8."""
+    """A carrier's CSV file: mostly plain lines, and now and then a line with quoted
+    fields, or one the csv module must read (a quote inside a field, text after a closing
+    quote, a field running over two lines, a carriage return alone, a NUL byte), a blank
+    line, a row of the wrong width, bytes that are not UTF-8."""
     header = draw(st.sampled_from(_HEADERS))
     columns = header.removeprefix(b"\xef\xbb\xbf").replace(b'"', b"").split(b",")
     lines = [header]
@@ -554,9 +555,18 @@ def csv_files(draw: st.DrawFn) -> bytes:
             b"note": "x",
         }
         line = ",".join(values.get(c, "") for c in columns).encode()
-        bend = draw(st.sampled_from(["none"] * 8 + ["quoted", "two lines", "cr", "nul", "blank", "short", "latin"]))
+        bends = ["quoted", "all quoted", "doubled", "inside", "after", "two lines", "cr", "nul", "blank", "short"]
+        bend = draw(st.sampled_from(["none"] * 8 + [*bends, "latin"]))
         if bend == "quoted":
             line = line.replace("林丽".encode(), '"林, 丽"'.encode())
+        elif bend == "all quoted":  # as some exporters write every field
+            line = b",".join(b'"' + field + b'"' for field in line.split(b","))
+        elif bend == "doubled":  # a quote inside a quoted field
+            line = line.replace("林丽".encode(), '"林""丽"'.encode())
+        elif bend == "inside":  # a quote inside a field not quoted: the csv module keeps it
+            line = line.replace("林丽".encode(), '林"丽'.encode())
+        elif bend == "after":  # text after the closing quote
+            line = line.replace("林丽".encode(), '"林"丽'.encode())
         elif bend == "two lines":
             line = line.replace("林丽".encode(), '"林\n丽"'.encode())
         elif bend == "cr":
@@ -617,12 +627,15 @@ def test_a_plain_csv_lines_job_is_told_in_c_where_its_number_is_written_the_plai
         b"e3,activated,+86 139 0013 9000\n",  # spaced: the Python way
         b"e4,+8613900139000\n",  # a field short: the Python way
         b"+8613700137000,e5,activated\n",  # first, but the column is the third
+        b'"e6","a, quoted","13900139000"\n',  # quoted fields, a comma inside one
+        b'e7,activated,"139001""39000"\n',  # a quote inside a quoted field: the Python way
     ]
     block = b"".join(lines)
     job, starts, ends = (np.empty(len(lines), np.int64) for _ in range(3))
     assert csv_line_jobs(block, 2, 3, 3, LEDGER_PARTITIONS, job, starts, ends) == len(lines)
     told = [importer._job_of(13800138000, 3), importer._job_of(13900139000, 3)]
-    assert job.tolist() == [*told, importer._UNTOLD, importer._UNTOLD, importer._UNTOLD]
+    untold = [importer._UNTOLD] * 3
+    assert job.tolist() == [*told, *untold, importer._job_of(13900139000, 3), importer._UNTOLD]
     assert [block[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)] == lines
 
 

@@ -493,6 +493,43 @@ static PyObject *FastLine_fields(FastLine *self, PyObject *const *args, Py_ssize
 #define CSV_FIELDS 6
 #define CSV_MAX_WIDTH 64
 
+/* The fields of a CSV line without its line ending, when it is simple (parse.csv_plain_row):
+ * each field either holds no quote and no carriage return, or is quoted whole, holding
+ * no quote and no carriage return, with a comma or the line's end right after its
+ * closing quote. The csv module reads such a line so: the text of each field, its
+ * quotes taken off. Writes the first ``room`` fields' text into ``field`` (none when
+ * ``room`` is 0); their count, or -1 for a line that is not simple. */
+static Py_ssize_t csv_fields(const char *s, Py_ssize_t n, Text *field, Py_ssize_t room) {
+    Py_ssize_t count = 0, i = 0;
+    for (;;) {
+        const char *at;
+        Py_ssize_t len;
+        if (i < n && s[i] == '"') {
+            const char *close = memchr(s + i + 1, '"', (size_t)(n - i - 1));
+            if (close == NULL) return -1; /* a quoted field running on past the line */
+            at = s + i + 1;
+            len = close - at;
+            if (memchr(at, '\r', (size_t)len) != NULL) return -1;
+            i = close - s + 1;
+            if (i < n && s[i] != ',') return -1; /* text after the closing quote */
+        } else {
+            at = s + i;
+            while (i < n && s[i] != ',') {
+                if (s[i] == '"' || s[i] == '\r') return -1;
+                i++;
+            }
+            len = s + i - at;
+        }
+        if (count < room) {
+            field[count].at = at;
+            field[count].len = len;
+        }
+        count++;
+        if (i >= n) return count;
+        i++; /* past the comma */
+    }
+}
+
 static int csv_shape(PyObject *shape, Py_ssize_t *columns, Py_ssize_t *width) {
     /* shape: (index, width, columns), parse.CsvShape */
     if (!PyTuple_Check(shape) || PyTuple_GET_SIZE(shape) != 3) return 0;
@@ -524,20 +561,10 @@ static PyObject *csv_event_of(FastLine *self, PyObject *line, PyObject *shape, P
     const char *s = PyBytes_AS_STRING(line);
     Py_ssize_t n = PyBytes_GET_SIZE(line);
     if (n > 0 && s[n - 1] == '\r') n--;
+    if (memchr(s, '\n', (size_t)n) != NULL) Py_RETURN_NONE; /* not one line */
     Text field[CSV_MAX_WIDTH];
-    Py_ssize_t count = 0, from = 0;
-    for (Py_ssize_t i = 0; i <= n; i++) {
-        if (i == n || s[i] == ',') {
-            if (count == width) Py_RETURN_NONE; /* more fields than the header */
-            field[count].at = s + from;
-            field[count].len = i - from;
-            count++;
-            from = i + 1;
-        } else if (s[i] == '"' || s[i] == '\r' || s[i] == '\n') {
-            Py_RETURN_NONE; /* not a plain line */
-        }
-    }
-    if (count != width) Py_RETURN_NONE;
+    /* Not simple, or not the header's width: the Python way. */
+    if (csv_fields(s, n, field, width) != width) Py_RETURN_NONE;
     Text v[4];
     for (int i = 0; i < 4; i++) v[i] = field[columns[i]];
     int kind = kind_of(&v[1]);
@@ -1043,17 +1070,32 @@ static int64_t line_job(const char *line, Py_ssize_t n, const JobRule *rule) {
  * importer._routing_number's own answer for such text. UNTOLD for any other line. */
 static int64_t csv_line_job(const char *line, Py_ssize_t n, const JobRule *rule) {
     if (n > 0 && line[n - 1] == '\r') n--;
-    Py_ssize_t field = 0, from = 0, to = -1;
-    for (Py_ssize_t i = 0; i <= n; i++) {
-        if (i == n || line[i] == ',') {
-            if (field == rule->column) to = i;
-            field++;
-            if (field == rule->column) from = i + 1;
-        }
-    }
+    Text field[CSV_MAX_WIDTH];
+    Py_ssize_t room = rule->column + 1;
+    if (room > CSV_MAX_WIDTH || csv_fields(line, n, field, room) != rule->width) return UNTOLD;
     long long number;
-    if (field != rule->width || to < 0 || plain_number(line + from, to - from, &number) == NULL) return UNTOLD;
+    if (plain_number(field[rule->column].at, field[rule->column].len, &number) == NULL) return UNTOLD;
     return number % rule->partitions % rule->jobs;
+}
+
+/* csv_simple(block) -> bool: whether every line of ``block`` (split at each newline, a
+ * carriage return before it left out) is simple, as csv_fields takes a line. */
+static PyObject *csv_simple(PyObject *module, PyObject *arg) {
+    Py_buffer block;
+    if (PyObject_GetBuffer(arg, &block, PyBUF_SIMPLE) < 0) return NULL;
+    const char *at = block.buf, *end = at + block.len;
+    int simple = 1;
+    while (simple) {
+        const char *newline = memchr(at, '\n', (size_t)(end - at));
+        const char *stop = newline == NULL ? end : newline;
+        Py_ssize_t n = stop - at;
+        if (n > 0 && at[n - 1] == '\r') n--;
+        simple = csv_fields(at, n, NULL, 0) >= 0;
+        if (newline == NULL) break;
+        at = newline + 1;
+    }
+    PyBuffer_Release(&block);
+    return PyBool_FromLong(simple);
 }
 
 /* Where each line of ``block`` that ends in a newline starts and ends (past its
@@ -1137,6 +1179,7 @@ static PyMethodDef module_methods[] = {
     {"copy_rows", copy_rows, METH_VARARGS, "A binary COPY of rows' attributes and given values, whole."},
     {"line_jobs", line_jobs, METH_VARARGS, "Each NDJSON line's bounds, and its job where its text tells it."},
     {"csv_line_jobs", csv_line_jobs, METH_VARARGS, "Each plain CSV line's bounds, and its job where its number tells it."},
+    {"csv_simple", csv_simple, METH_O, "Whether every line of a block is a simple CSV line (quoted fields whole, if any)."},
     {NULL, NULL, 0, NULL},
 };
 

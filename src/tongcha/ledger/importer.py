@@ -46,7 +46,7 @@ from tongcha.kit.settings import Settings
 from tongcha.ledger import index as ledger_index
 from tongcha.ledger import repository as repo
 from tongcha.ledger import service
-from tongcha.ledger._native import csv_line_jobs, line_jobs
+from tongcha.ledger._native import csv_line_jobs, csv_simple, line_jobs
 from tongcha.ledger.batch import BatchChecker, BatchStats, split_blocks, whole_lines
 from tongcha.ledger.models import Carrier, ReassignmentBatch
 from tongcha.ledger.parse import (
@@ -570,8 +570,8 @@ def _feed_lines(raw: IO[bytes], outs: list[Connection], fed: list[int]) -> None:
 
 def _feed_rows(raw: IO[bytes], outs: list[Connection], fed: list[int]) -> None:
     """A CSV file's share for each job. While its lines are plain (``csv_plain_row``:
-    no quotes, so a line is a row and its fields lie between its commas), blocks of
-    them go as bytes, as an NDJSON file's do, each job's line told in C
+    no field running over two lines, so a line is a row, and a quote only around a whole
+    field), blocks of them go as bytes, as an NDJSON file's do, each job's line told in C
     (``_native.csv_line_jobs``); from the first block that is not plain on, the rest
     of the file goes as rows as the csv module reads them. Reading every row with the
     csv module and sending them pickled took the importing process four times the CPU
@@ -611,7 +611,7 @@ def _feed_rows(raw: IO[bytes], outs: list[Connection], fed: list[int]) -> None:
 def _plain_lines(block: bytes) -> bool:
     """Whether every line of ``block`` is plain (``parse.csv_plain_row``)."""
     return (
-        b'"' not in block
+        (b'"' not in block or csv_simple(block))
         and block.count(b"\r") == block.count(b"\r\n")
         and max(map(len, block.split(b"\n"))) < csv.field_size_limit()
     )

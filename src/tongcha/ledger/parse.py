@@ -355,13 +355,15 @@ def csv_records(
 
 def csv_plain_row(index: dict[str, int], width: int, lineno: int, line: bytes) -> CsvRow | Rejection | None:
     """A plain line's row, as the csv module reads it (None for a blank line): a line
-    without its newline, with no quote and no carriage return but one before the
-    newline, and shorter than the csv module's field size limit. Its fields
-    are then what lies between its commas. A parallel import's jobs read such lines."""
+    without its newline, with no carriage return but one before the newline, shorter
+    than the csv module's field size limit, and simple (``_native.csv_simple``): each
+    field holds no quote, or is quoted whole and holds none inside. Its fields are then
+    what lies between its commas, outside quotes, quotes taken off. A parallel import's
+    jobs read such lines."""
     text = line.removesuffix(b"\r").decode("utf-8", "surrogateescape")
     if not text:
         return None
-    row = text.split(",")
+    row = text.split(",") if '"' not in text else next(csv.reader([text]))
     if len(row) != width:
         return _unlike_header(index, width, lineno, row)
     return index, row
