@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gc
 import io
 import os
@@ -29,7 +30,7 @@ from tongcha.kit.phone import PLAIN_NUMBER, InvalidNumber, parse_mobile
 from tongcha.kit.settings import Settings
 from tongcha.ledger import importer
 from tongcha.ledger.models import LedgerEvent, LedgerRejection, ReassignmentCheck, Tenure
-from tongcha.ledger.parse import EventParser, Rejection, csv_event
+from tongcha.ledger.parse import EventParser, Rejection, csv_event, csv_plain_row
 
 
 @pytest.fixture
@@ -616,6 +617,31 @@ def test_a_parallel_csv_import_gives_each_job_the_events_the_csv_module_reads_fo
     got = [[parse(item) for item in items] for parse, items in zip(parsers(jobs), fed, strict=True)]
     expected = [[parse(item) for item in items] for parse, items in zip(parsers(jobs), read, strict=True)]
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("block", "simple"),
+    [
+        (b"e1,activated,13800138000\n", True),
+        (b'"e1","activated","13800138000"\r\n', True),  # every field quoted
+        (b'e1,"a, b",\n"",x\n', True),  # a comma inside quotes; an empty quoted field
+        (b'e1,"a""b"\n', False),  # a quote inside a quoted field
+        (b'e1,a"b\n', False),  # a quote inside a field not quoted
+        (b'e1,"a"b\n', False),  # text after the closing quote
+        (b'e1,"a\nb"\n', False),  # a field over two lines
+        (b'e1,"a\rb"\n', False),  # a carriage return inside quotes
+        (b'e1,ok\ne2,"a"b', False),  # the last line, with no newline, counts too
+    ],
+)
+def test_a_csv_block_is_simple_when_each_quoted_field_is_quoted_whole(block: bytes, simple: bool) -> None:
+    from tongcha.ledger._native import csv_simple
+
+    assert csv_simple(block) is simple
+    if simple:  # and then each line reads as the csv module reads it
+        index = {"event_id": 0}
+        for lineno, line in enumerate(block.split(b"\n")[:-1], 1):
+            expected = next(csv.reader([line.removesuffix(b"\r").decode()]))
+            assert csv_plain_row(index, len(expected), lineno, line) == (index, expected)
 
 
 def test_a_plain_csv_lines_job_is_told_in_c_where_its_number_is_written_the_plain_way() -> None:
