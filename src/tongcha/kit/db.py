@@ -117,6 +117,11 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # 64 MiB of pages per connection where SQLite keeps 2 MiB: an import's inserts land
+    # all over the ledger's indexes, and with the smaller cache their pages were read
+    # from the file again and again (docs/benchmarks.md §1, fifteenth pass). The cache
+    # grows only as pages are used.
+    cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
 

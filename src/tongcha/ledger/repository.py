@@ -10,6 +10,7 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Integer,
+    Select,
     String,
     delete,
     func,
@@ -26,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from tongcha.kit.db import add_row, find_by_code, is_postgres, wait_for_ledger_writers
+from tongcha.kit.db import UtcDateTime, add_row, find_by_code, is_postgres, wait_for_ledger_writers
 from tongcha.ledger._native import copy_rows
 from tongcha.ledger.models import (
     Carrier,
@@ -41,8 +43,6 @@ from tongcha.ledger.models import (
 from tongcha.ledger.parse import storable_event_id
 from tongcha.ledger.replay import Event, EventType, NumberState, ledger_place
 
-_IN_CHUNK = 900  # stays under SQLite's limit on bound parameters
-
 
 def carrier_by_code(session: Session, code: str) -> Carrier | None:
     return find_by_code(session, Carrier, code)
@@ -56,7 +56,7 @@ def new_revision(session: Session, carrier_id: int, source: str, now: datetime) 
     return add_row(session, LedgerRevision(carrier_id=carrier_id, source=source, created_at=now))
 
 
-def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+def _chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -119,11 +119,10 @@ def existing_event_ids(session: Session, carrier_id: int, event_ids: Sequence[st
             LedgerEvent.carrier_id == carrier_id, LedgerEvent.event_id == func.any(listed)
         )
         return set(session.scalars(stmt))
-    found: set[str] = set()
-    for part in _chunks(event_ids):
-        stmt = select(LedgerEvent.event_id).where(LedgerEvent.carrier_id == carrier_id, LedgerEvent.event_id.in_(part))
-        found.update(session.scalars(stmt))
-    return found
+    stmt = select(LedgerEvent.event_id).where(
+        LedgerEvent.carrier_id == carrier_id, LedgerEvent.event_id.in_(_sqlite_items(event_ids))
+    )
+    return set(session.scalars(stmt))
 
 
 _EVENT_COLUMNS = (
@@ -164,9 +163,18 @@ def events_of(session: Session, numbers: Sequence[int]) -> dict[int, list[Event]
             rows = session.execute(select(*_EVENT_COLUMNS).where(LedgerEvent.number == func.any(nums)))
         _add_events(out, rows)
         return out
-    for part in _chunks(numbers):
-        _add_events(out, session.execute(select(*_EVENT_COLUMNS).where(LedgerEvent.number.in_(part))))
+    _add_events(out, session.execute(select(*_EVENT_COLUMNS).where(LedgerEvent.number.in_(_sqlite_items(numbers)))))
     return out
+
+
+def _sqlite_items(values: Sequence[str] | Sequence[int]) -> Select[tuple[Any]]:
+    """A list as one parameter on SQLite, a JSON array: the subquery of its items.
+
+    An ``IN`` of a parameter per item had to go in parts of at most 900 (SQLite's limit
+    on parameters), and SQLAlchemy built each part's statement anew, a parameter at a
+    time: a tenth of a SQLite import. The plan is still a probe of the index per item."""
+    items = func.json_each(orjson.dumps(list(values)).decode()).table_valued("value")
+    return select(items.c.value)
 
 
 def _add_events(out: dict[int, list[Event]], rows: Iterable[Any]) -> None:
@@ -229,15 +237,47 @@ def _bulk(bind: Session | Connection, table: Any, columns: tuple[str, ...], rows
     if is_postgres(conn):
         _copy(conn, table, columns, rows)
         return
-    _sqlite_insert(conn, table, columns, rows)
+    _sqlite_insert(conn, table, columns, list(zip(*rows, strict=True)))
 
 
-def _sqlite_insert(conn: Connection, table: Any, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
-    # The driver's executemany, with values stored as SQLAlchemy's SQLite types store
-    # them: Core's per-row insert processing costs more than the insert itself.
+def _sqlite_insert(conn: Connection, table: Any, columns: tuple[str, ...], values: Sequence[Iterable[Any]]) -> None:
+    """Insert rows given column by column (``values``: one iterable per column).
+
+    The driver's executemany, with values stored as SQLAlchemy's SQLite types store
+    them: Core's per-row insert processing costs more than the insert itself. Only the
+    date and time columns need a conversion, made a column at a time: asking each value
+    its type took a third of a SQLite import (docs/benchmarks.md §1, fifteenth pass)."""
     marks = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {table.__tablename__} ({', '.join(columns)}) VALUES ({marks})"
-    conn.exec_driver_sql(sql, [tuple(_sqlite_value(v) for v in row) for row in rows])
+    stored = [
+        col if conv is None else map(conv, col) for conv, col in zip(_sqlite_kinds(table, columns), values, strict=True)
+    ]
+    conn.exec_driver_sql(sql, list(zip(*stored, strict=True)))
+
+
+@cache
+def _sqlite_kinds(table: Any, columns: tuple[str, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
+    """For each column, how SQLAlchemy's SQLite type stores a value of it, or None when
+    the driver takes the value as it is."""
+    kinds: list[Callable[[Any], Any] | None] = []
+    for name in columns:
+        kind = table.__table__.c[name].type
+        timestamp = isinstance(kind, UtcDateTime | DateTime)
+        kinds.append(_sqlite_timestamp if timestamp else _sqlite_day if isinstance(kind, Date) else None)
+    return tuple(kinds)
+
+
+def _sqlite_timestamp(value: datetime | None) -> str | None:
+    # As SQLAlchemy's SQLite DATETIME writes it, in UTC (kit.db.UtcDateTime).
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _bulk_of(session: Session, table: Any, objects: Sequence[Any], sources: dict[str, Any]) -> None:
@@ -268,15 +308,7 @@ def _bulk_of(session: Session, table: Any, objects: Sequence[Any], sources: dict
         else repeat(source, len(objects))
         for source in sources.values()
     ]
-    _sqlite_insert(conn, table, columns, zip(*values, strict=True))
-
-
-def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
+    _sqlite_insert(conn, table, columns, values)
 
 
 EVENT_INSERT_COLUMNS = (
@@ -324,7 +356,8 @@ def add_rejections(session: Session, carrier_id: int, rejections: Sequence[Any],
 def replace_states(session: Session, states: Sequence[NumberState], known: set[int], revision: int) -> None:
     """Write the tenures and summary of each number, replacing what ``known`` numbers had."""
     stale = sorted(known)
-    for part in _chunks(stale, 10_000 if is_postgres(session) else _IN_CHUNK):
+    parts: Iterable[Any] = _chunks(stale, 10_000) if is_postgres(session) else [_sqlite_items(stale)] if stale else ()
+    for part in parts:
         session.execute(delete(Tenure).where(Tenure.number.in_(part)))
         session.execute(delete(LedgerNumber).where(LedgerNumber.number.in_(part)))
     tenures = [t for state in states for t in state.tenures]
