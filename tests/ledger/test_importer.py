@@ -619,6 +619,24 @@ def test_a_parallel_csv_import_gives_each_job_the_events_the_csv_module_reads_fo
     assert got == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(csv_files(), st.sampled_from([64, 300, 1 << 19]))
+@example(b"event_id,type,number,occurred_at\ne1,activated,+8613800138000,2021-01-01T10:00:00+08:00\n\n\r\nx\n", 64)
+def test_a_one_job_csv_import_reads_the_events_the_csv_module_reads(body: bytes, block: int) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        path = Path(tmp) / "events.csv"
+        path.write_bytes(body)
+        patch.setattr(importer, "_FEED_BYTES", block)
+        with path.open("rb") as raw:
+            items = list(importer._csv_rows(raw))
+        with path.open("rb") as raw:
+            read = [item if isinstance(item, Rejection) else csv_event(*item) for item in importer._csv_records(raw)]
+    got, expected = ([parse(item) for item in each] for parse, each in zip(parsers(2), (items, read), strict=True))
+    assert got == expected
+
+
 @pytest.mark.parametrize(
     ("block", "simple"),
     [

@@ -50,6 +50,8 @@ from tongcha.ledger._native import csv_line_jobs, csv_simple, line_jobs
 from tongcha.ledger.batch import BatchChecker, BatchStats, split_blocks, whole_lines
 from tongcha.ledger.models import Carrier, ReassignmentBatch
 from tongcha.ledger.parse import (
+    CsvRow,
+    CsvShape,
     EventParser,
     Rejection,
     csv_event,
@@ -140,9 +142,28 @@ def _readable_text(text: str) -> str:
 
 
 def _csv_rows(raw: IO[bytes]) -> Iterator[Any]:
-    """A CSV file's events (``parse.csv_events``)."""
-    for item in _csv_records(raw):
+    """A CSV file's events for one job: plain lines (``_csv_pieces``) for the parser to
+    read, and rows, made events (``parse.csv_events``)."""
+    for piece in _csv_pieces(raw):
+        if isinstance(piece, _PlainLines):
+            yield from _plain_items(
+                range(piece.lineno, piece.lineno + piece.block.count(b"\n")), piece.block, piece.shape
+            )
+        else:
+            yield from _csv_events(piece)
+
+
+def _csv_events(items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
         yield item if isinstance(item, Rejection) else csv_event(*item)
+
+
+def _plain_items(linenos: Iterable[int], lines: bytes, shape: CsvShape) -> Iterator[tuple[int, bytes, CsvShape]]:
+    """Plain CSV lines, each ending in a newline, as the parser reads them (in C, most
+    of them) with the file's shape: each with its number in the file, blank ones left out."""
+    for lineno, line in zip(linenos, lines.split(b"\n"), strict=False):  # the last split is empty
+        if line and line != b"\r":  # a blank line is no row
+            yield lineno, line, shape
 
 
 def _csv_records(raw: IO[bytes]) -> Iterator[Any]:
@@ -569,23 +590,50 @@ def _feed_lines(raw: IO[bytes], outs: list[Connection], fed: list[int]) -> None:
 
 
 def _feed_rows(raw: IO[bytes], outs: list[Connection], fed: list[int]) -> None:
-    """A CSV file's share for each job. While its lines are plain (``csv_plain_row``:
-    no field running over two lines, so a line is a row, and a quote only around a whole
-    field), blocks of them go as bytes, as an NDJSON file's do, each job's line told in C
-    (``_native.csv_line_jobs``); from the first block that is not plain on, the rest
-    of the file goes as rows as the csv module reads them. Reading every row with the
-    csv module and sending them pickled took the importing process four times the CPU
-    of an NDJSON file's (docs/benchmarks.md §1, thirteenth pass)."""
+    """A CSV file's share for each job: of its plain lines (``_csv_pieces``), each job's
+    lines of a block as bytes, as an NDJSON file's go, each line's job told in C
+    (``_native.csv_line_jobs``); of the rest, rows as the csv module reads them.
+    Reading every row with the csv module and sending them pickled took the importing
+    process four times the CPU of an NDJSON file's (docs/benchmarks.md §1, thirteenth
+    pass)."""
+    for piece in _csv_pieces(raw):
+        if not isinstance(piece, _PlainLines):
+            _feed_csv_rows(piece, outs, fed, raw)
+            continue
+        index, width, _ = piece.shape
+        for job, share in enumerate(_csv_line_shares(piece.block, piece.lineno, index, width, len(outs))):
+            if share is not None:
+                outs[job].send((piece.shape, *share))
+        fed[0] = piece.end
+
+
+@dataclass(frozen=True, slots=True)
+class _PlainLines:
+    """A block of a CSV file's plain lines (``_plain_lines``), each ending in a newline:
+    the number of its first line, and the offset in the file where it ends."""
+
+    block: bytes
+    lineno: int
+    end: int
+    shape: CsvShape
+
+
+def _csv_pieces(raw: IO[bytes]) -> Iterator[_PlainLines | Iterator[CsvRow | Rejection]]:
+    """A CSV file, ``raw`` at its start, in pieces: blocks of lines while its lines are
+    plain (``parse.csv_plain_row``: no field running over two lines, so a line is a row,
+    and a quote only around a whole field), which C reads; and from the first block
+    that is not plain on, the rest of the file's rows as the csv module reads them, a
+    last piece that must be read through before the next is asked for."""
     first = raw.readline(csv.field_size_limit() + 8)  # a header longer goes the csv module's way
     head = first.removeprefix(codecs.BOM_UTF8)
     if not head.endswith(b"\n") or not _plain_lines(head):
         raw.seek(0)
-        _feed_csv_rows(_csv_records(raw), outs, fed, raw)
+        yield _csv_records(raw)
         return
     header = next(csv.reader([head.decode("utf-8", "surrogateescape")]), [])
     shape = csv_header(header)
     if isinstance(shape, Rejection):
-        outs[0].send([shape])
+        yield iter([shape])
         return
     index, width = shape
     lineno = 2  # the file's line after the header
@@ -596,16 +644,13 @@ def _feed_rows(raw: IO[bytes], outs: list[Connection], fed: list[int]) -> None:
             raw.seek(offset)
             text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
             try:
-                _feed_csv_rows(csv_records(csv.reader(text), index, width, lineno - 1), outs, fed, raw)
+                yield csv_records(csv.reader(text), index, width, lineno - 1)
             finally:
                 text.detach()
             return
-        for job, share in enumerate(_csv_line_shares(block, lineno, index, width, len(outs))):
-            if share is not None:
-                outs[job].send((index, width, *share))
-        lineno += block.count(b"\n")
         offset += len(block)
-        fed[0] = offset
+        yield _PlainLines(block, lineno, offset, csv_shape(index, width))
+        lineno += block.count(b"\n")
 
 
 def _plain_lines(block: bytes) -> bool:
@@ -728,15 +773,10 @@ def _fed_rows(feed: Connection) -> Iterator[Any]:
     """A job's CSV events: plain lines (``_feed_rows``) for the parser to read, and rows, made events."""
     for message in _fed(feed):
         if isinstance(message, tuple):
-            # Plain lines, read by the parser (in C, most of them) with the file's shape.
-            index, width, linenos, lines = message
-            shape = csv_shape(index, width)
-            for lineno, line in zip(linenos.tolist(), lines.split(b"\n"), strict=False):  # the last split is empty
-                if line and line != b"\r":  # a blank line is no row
-                    yield lineno, line, shape
-            continue
-        for item in message:
-            yield item if isinstance(item, Rejection) else csv_event(*item)
+            shape, linenos, lines = message
+            yield from _plain_items(linenos.tolist(), lines, shape)
+        else:
+            yield from _csv_events(message)
 
 
 def _fed_lines(feed: Connection) -> Iterator[tuple[int, bytes]]:
