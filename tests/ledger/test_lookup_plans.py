@@ -80,6 +80,10 @@ def test_a_small_batch_reads_the_event_id_index_after_the_ledger_grew_under_a_ke
     assert len(lookups) == 2, plans  # the event ids, and the numbers' events
     for plan in lookups:  # each list is looked up in an index, not matched against every row
         assert "Index Cond" in plan and "Filter" not in plan and "Seq Scan" not in plan, plan
+    # The number's tenures and summary are replaced: found by index too, in one statement.
+    drops = [p for p in plans if "DELETE FROM tenures" in p]
+    assert len(drops) == 1, plans
+    assert drops[0].count("Index Cond") == 2 and "Seq Scan" not in drops[0], drops[0]
 
 
 def test_a_long_chunk_looks_its_numbers_events_up_in_the_index_whatever_the_statistics_say(

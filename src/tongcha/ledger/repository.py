@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from itertools import repeat
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
@@ -21,10 +21,13 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Table,
     delete,
     func,
+    insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -52,8 +55,30 @@ def carriers(session: Session) -> list[Carrier]:
     return list(session.scalars(select(Carrier).order_by(Carrier.code)))
 
 
-def new_revision(session: Session, carrier_id: int, source: str, now: datetime) -> LedgerRevision:
-    return add_row(session, LedgerRevision(carrier_id=carrier_id, source=source, created_at=now))
+# A revision is written by the Core, not through the session's unit of work: a carrier's
+# post of one event is a dozen statements, and the unit of work's insert and update of the
+# revision were a sixth of its time in the hub (docs/benchmarks.md §5).
+_REVISIONS = cast(Table, LedgerRevision.__table__)
+
+
+def new_revision(session: Session, carrier_id: int, source: str, now: datetime) -> int:
+    """A new revision of the ledger, counting nothing yet; its id."""
+    stmt = (
+        insert(_REVISIONS)
+        .values(carrier_id=carrier_id, source=source, created_at=now, accepted=0, duplicates=0, rejected=0)
+        .returning(_REVISIONS.c.id)
+    )
+    return int(session.connection().execute(stmt).scalar_one())
+
+
+def count_revision(session: Session, revision: int, accepted: int, duplicates: int, rejected: int) -> None:
+    """What ``revision`` did, once it is written."""
+    stmt = (
+        update(_REVISIONS)
+        .where(_REVISIONS.c.id == revision)
+        .values(accepted=accepted, duplicates=duplicates, rejected=rejected)
+    )
+    session.connection().execute(stmt)
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -353,13 +378,22 @@ def add_rejections(session: Session, carrier_id: int, rejections: Sequence[Any],
     _bulk(session, LedgerRejection, ("carrier_id", "event_id", "code", "rule", "reason", "revision"), rows)
 
 
+# The listed numbers' tenures and summaries, gone in one statement (one round trip).
+_DROP_STATES = text(
+    "WITH gone AS (DELETE FROM tenures WHERE number = ANY(string_to_array(:nums, ',')::int8[])) "
+    "DELETE FROM ledger_numbers WHERE number = ANY(string_to_array(:nums, ',')::int8[])"
+)
+
+
 def replace_states(session: Session, states: Sequence[NumberState], known: set[int], revision: int) -> None:
     """Write the tenures and summary of each number, replacing what ``known`` numbers had."""
     stale = sorted(known)
-    parts: Iterable[Any] = _chunks(stale, 10_000) if is_postgres(session) else [_sqlite_items(stale)] if stale else ()
-    for part in parts:
-        session.execute(delete(Tenure).where(Tenure.number.in_(part)))
-        session.execute(delete(LedgerNumber).where(LedgerNumber.number.in_(part)))
+    if is_postgres(session):
+        for part in _chunks(stale, 10_000):
+            session.execute(_DROP_STATES, {"nums": ",".join(map(str, part))})
+    elif stale:
+        session.execute(delete(Tenure).where(Tenure.number.in_(_sqlite_items(stale))))
+        session.execute(delete(LedgerNumber).where(LedgerNumber.number.in_(_sqlite_items(stale))))
     tenures = [t for state in states for t in state.tenures]
     numbers = [state.number for state in states for _ in state.tenures]
     _bulk_of(session, Tenure, tenures, {"number": numbers, **_TENURE_SOURCES, "revision": revision})

@@ -23,7 +23,7 @@ from tongcha.kit.errors import InvalidArgument, OutOfRange
 from tongcha.kit.phone import e164
 from tongcha.kit.settings import Settings
 from tongcha.ledger import repository as repo
-from tongcha.ledger.models import Carrier, LedgerRevision
+from tongcha.ledger.models import Carrier
 from tongcha.ledger.parse import EventParser, Rejection
 from tongcha.ledger.replay import Contradiction, Event, NumberState, replay
 
@@ -170,6 +170,13 @@ class ParsedStream:
         self._thread.join()
 
 
+def carrier_among(session: Session, carrier_id: int) -> tuple[Carrier | None, list[Carrier]]:
+    """The carrier of this id (None when there is none), and every carrier, which a
+    port may name: one query for a carrier's post."""
+    known = repo.carriers(session)
+    return next((c for c in known if c.id == carrier_id), None), known
+
+
 def ingest(
     session: Session,
     carrier: Carrier,
@@ -178,13 +185,15 @@ def ingest(
     clock: Clock,
     settings: Settings,
     source: str,
+    carriers: Sequence[Carrier] | None = None,
 ) -> IngestResult:
     """Apply a batch of raw carrier events; flushes, never commits.
 
     Each event is accepted, counted as a duplicate of one already held, or rejected with
     a code and reason; the batch is parsed and written in chunks so it may be any size.
+    ``carriers`` is every carrier, when the caller has read them already.
     """
-    known = repo.carriers(session)  # once: a batch through the API may be a few events
+    known = repo.carriers(session) if carriers is None else carriers  # once: a batch may be a few events
     stream = ParsedStream(
         raw_events,
         parser_for(session, carrier, clock=clock, settings=settings, carriers=known),
@@ -219,7 +228,7 @@ def ingest_parsed(
     result = IngestResult()
     owned = frozenset(partitions) if partitions is not None else None
     with ledger_write_lock(session, owned), repo.lookups_by_index(session) as by_index:
-        revision: LedgerRevision | None = None
+        revision: int | None = None
         for chunk in chunks:
             if owned is not None and any(ledger_partition(n) not in owned for n in {e.number for e in chunk.events}):
                 raise ValueError("an event of a number outside this writer's ledger partitions")
@@ -227,15 +236,12 @@ def ingest_parsed(
                 by_index()
             if revision is None:
                 revision = repo.new_revision(session, carrier.id, source, clock.now())
-            _ingest_chunk(session, carrier.id, chunk, quarantine, result, revision.id)
+            _ingest_chunk(session, carrier.id, chunk, quarantine, result, revision)
         if revision is None:
             result.revision = repo.latest_revision(session)
             return result
-        result.revision = revision.id
-        revision.accepted = result.accepted
-        revision.duplicates = result.duplicates
-        revision.rejected = len(result.rejected)
-        session.flush()
+        result.revision = revision
+        repo.count_revision(session, revision, result.accepted, result.duplicates, len(result.rejected))
     return result
 
 
