@@ -56,7 +56,7 @@ def carriers(session: Session) -> list[Carrier]:
 
 
 # A revision is written by the Core, not through the session's unit of work: a carrier's
-# post of one event is a dozen statements, and the unit of work's insert and update of the
+# post of one event is sixteen statements, and the unit of work's insert and update of the
 # revision were a sixth of its time in the hub (docs/benchmarks.md §5).
 _REVISIONS = cast(Table, LedgerRevision.__table__)
 
