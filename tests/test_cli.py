@@ -93,6 +93,23 @@ def _scenario(url: str, work: Path) -> Scenario:
         url, "ledger", "import", str(bad), "--carrier", "CMCC", "--rejects", str(sc.rejects)
     )
     sc.outputs["import unknown carrier"] = run_cli(url, "ledger", "import", str(bad), "--carrier", "NOPE", check=False)
+    # Alice's events again, for another number, as Excel saves CSV on Chinese Windows.
+    gb = work / "events-gb.csv"
+    gb.write_bytes(
+        csv_file(
+            work / "events-utf8.csv",
+            [["gb-1", "activated", "+8613700137001", "2020-03-01T10:00:00+08:00", *holder(11), ""]],
+        )
+        .read_text(encoding="utf-8")
+        .encode("gb18030")
+    )
+    sc.outputs["import gb18030 as utf-8"] = run_cli(url, "ledger", "import", str(gb), "--carrier", "CMCC")
+    sc.outputs["import gb18030"] = run_cli(
+        url, "ledger", "import", str(gb), "--carrier", "CMCC", "--encoding", "gb18030"
+    )
+    sc.outputs["import unknown encoding"] = run_cli(
+        url, "ledger", "import", str(gb), "--carrier", "CMCC", "--encoding", "klingon", check=False
+    )
     garbage = work / "garbage.ndjson"  # each line refused with a reason naming it
     garbage.write_text("".join(f"not json {i}\n" for i in range(1_200)), encoding="utf-8")
     sc.outputs["import garbage"] = run_cli(url, "ledger", "import", str(garbage), "--carrier", "CMCC")
@@ -293,6 +310,19 @@ def test_a_file_of_garbage_is_summed_up_without_keeping_a_reason_for_every_line(
     assert "accepted 0, duplicates 0, rejected 1,200" in out
     # A thousand reasons of a rule are kept (each names its line), and the rest counted.
     assert "rejected 1,200: malformed: line 1 is not JSON, and more than 999 other reasons like it" in out
+
+
+def test_a_file_in_gb18030_is_refused_as_not_utf8_and_read_with_its_encoding_named(sc: Scenario) -> None:
+    as_utf8 = sc.outputs["import gb18030 as utf-8"].stdout
+    assert "accepted 0, duplicates 0, rejected 1" in as_utf8
+    assert "not UTF-8" in as_utf8 and "--encoding gb18030" in as_utf8
+    assert "accepted 1, duplicates 0, rejected 0" in sc.outputs["import gb18030"].stdout
+    # The name read from GB18030 is the name the UTF-8 file gave: the same holder.
+    first = "SELECT holder_digest FROM tenures WHERE number = 13800138001 AND started_on = '2018-01-10'"
+    digest = sc.scalar("SELECT holder_digest FROM tenures WHERE number = 13700137001")
+    assert digest is not None and digest == sc.scalar(first)
+    unknown = sc.outputs["import unknown encoding"]
+    assert unknown.returncode == 2 and "unknown encoding: klingon" in unknown.stderr
 
 
 def test_import_for_an_unknown_carrier_fails_with_a_clear_message(sc: Scenario) -> None:

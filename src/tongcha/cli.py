@@ -596,24 +596,47 @@ def ledger_import(
         int | None,
         typer.Option(min=1, help="processes importing side by side (PostgreSQL; default: one per core, up to 8)"),
     ] = None,
+    encoding: Annotated[
+        str,
+        typer.Option(help="the file's text encoding, as Python names it (gb18030 for Excel's CSV on Chinese Windows)"),
+    ] = "utf-8",
 ) -> None:
     """Load lifecycle events from a file; safe to re-run (duplicates are skipped)."""
-    from tongcha.ledger.importer import ImportFailed, ImportTotals, import_file, import_jobs
+    import codecs
 
+    from tongcha.ledger.importer import (
+        UTF8,
+        ImportFailed,
+        ImportTotals,
+        import_file,
+        import_jobs,
+        looks_utf8,
+        utf8_copy,
+    )
+
+    try:
+        utf8 = codecs.lookup(encoding).name in UTF8
+    except LookupError:
+        err.print(f"unknown encoding: {encoding} (try gb18030 or utf-8)", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     settings = _settings()
     jobs = import_jobs(settings, jobs)
-    size = file.stat().st_size
     started = time.perf_counter()
     totals = ImportTotals()
     stopped: tuple[str, int] | None = None  # why, and the exit code
-    with Progress(
-        TextColumn("importing"), BarColumn(), TransferSpeedColumn(), TimeElapsedColumn(), console=err
-    ) as progress:
-        task = progress.add_task("import", total=size)
+    if not utf8:
+        err.print(f"reading {file.name} as {encoding}", markup=False, highlight=False)
+    with (
+        utf8_copy(file, encoding) as readable,
+        Progress(
+            TextColumn("importing"), BarColumn(), TransferSpeedColumn(), TimeElapsedColumn(), console=err
+        ) as progress,
+    ):
+        task = progress.add_task("import", total=readable.stat().st_size)
         try:
             import_file(
                 settings,
-                file,
+                readable,
                 carrier,
                 lambda done: progress.update(task, completed=done),
                 rejects,
@@ -656,6 +679,13 @@ def ledger_import(
             markup=False,
             highlight=False,
         )
+        if utf8 and not looks_utf8(file):
+            out.print(
+                "the file is not UTF-8 text: if it was saved as GB18030 (as Excel saves CSV on Chinese Windows), "
+                "run it again with --encoding gb18030",
+                markup=False,
+                highlight=False,
+            )
 
 
 def _kept(totals: ImportTotals) -> str:

@@ -714,3 +714,22 @@ def test_repeats_in_later_commits_count_as_repeats_within_one_do(
         *((f"r-f{i}", 13900139000 + i) for i in range(8)),
     }  # fmt: skip
     assert refusals == ["r-d"]
+
+
+@pytest.mark.parametrize("block", [1, 5, 1 << 19])
+def test_a_file_in_another_encoding_is_read_as_utf8_whatever_its_blocks_cut(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "_FEED_BYTES", block)
+    text = "event_id,type,number,occurred_at,id_number,name,to_carrier\r\ne1,activated,+8613800138000,,,张伟𠀀,\r\n"
+    path = tmp_path / "events.csv"
+    path.write_bytes(text.encode("gb18030") + b"e2,\xff,\r\n")  # a byte GB18030 cannot read, kept
+    with importer.utf8_copy(path, "GB18030") as copy:
+        assert copy.name == "events.csv" and copy != path
+        assert copy.read_bytes() == text.encode("utf-8") + b"e2,\xff,\r\n"
+        assert not importer.looks_utf8(copy)
+    assert not copy.exists()
+    with importer.utf8_copy(path, "utf8") as same:
+        assert same == path
+    with pytest.raises(LookupError), importer.utf8_copy(path, "klingon"):
+        pass

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 import signal
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -110,6 +111,41 @@ class ImportTotals:
             total, reasons = grouped.get(rule, (self.unkept[rule], []))
             grouped[rule] = (total + count, [*reasons, reason])
         return sorted(((rule, n, reasons) for rule, (n, reasons) in grouped.items()), key=lambda r: -r[1])
+
+
+UTF8 = ("utf-8", "utf-8-sig")
+
+
+@contextmanager
+def utf8_copy(path: Path, encoding: str) -> Iterator[Path]:
+    """The file as UTF-8, which an import reads: the file itself when ``encoding`` is
+    UTF-8, else a copy of it converted from ``encoding`` (GB18030, say, in which Excel
+    saves a CSV file on Chinese Windows), in a temporary directory, under the same name
+    (its extension still tells the format), gone after the block. A byte ``encoding``
+    cannot read stays as it was: its event is refused as not UTF-8, like any other.
+    ``LookupError`` when Python knows no such encoding."""
+    if codecs.lookup(encoding).name in UTF8:
+        yield path
+        return
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+    with tempfile.TemporaryDirectory(prefix="tongcha-import-") as tmp:
+        copy = Path(tmp) / path.name
+        with path.open("rb") as source, copy.open("wb") as utf8:
+            for block in iter(lambda: source.read(_FEED_BYTES), b""):
+                utf8.write(decoder.decode(block).encode("utf-8", "surrogateescape"))
+            utf8.write(decoder.decode(b"", final=True).encode("utf-8", "surrogateescape"))
+        yield copy
+
+
+def looks_utf8(path: Path) -> bool:
+    """Whether the file's first MiB reads as UTF-8 (a character cut at its end aside)."""
+    with path.open("rb") as raw:
+        head = raw.read(1 << 20)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_events(path: Path, raw: IO[bytes]) -> Iterator[Any]:
