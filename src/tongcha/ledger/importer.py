@@ -655,11 +655,14 @@ class _PlainLines:
 
 
 def _csv_pieces(raw: IO[bytes]) -> Iterator[_PlainLines | Iterator[CsvRow | Rejection]]:
-    """A CSV file, ``raw`` at its start, in pieces: blocks of lines while its lines are
-    plain (``parse.csv_plain_row``: no field running over two lines, so a line is a row,
-    and a quote only around a whole field), which C reads; and from the first block
-    that is not plain on, the rest of the file's rows as the csv module reads them, a
-    last piece that must be read through before the next is asked for."""
+    """A CSV file, ``raw`` at its start, in pieces: blocks of lines that are plain
+    (``parse.csv_plain_row``: no field running over two lines, so a line is a row, and a
+    quote only around a whole field), which C reads; the rows of a block that is not, as
+    the csv module reads them; and, from the first block whose last field runs on past
+    it (or holding a line the csv module refuses), the rest of the file's rows as the
+    csv module reads them, a last piece that must be read through before the next is
+    asked for. A file with a quote inside a field near its start went the slow way from
+    there to its end (docs/benchmarks.md §1, fifteenth pass)."""
     first = raw.readline(csv.field_size_limit() + 8)  # a header longer goes the csv module's way
     head = first.removeprefix(codecs.BOM_UTF8)
     if not head.endswith(b"\n") or not _plain_lines(head):
@@ -675,7 +678,14 @@ def _csv_pieces(raw: IO[bytes]) -> Iterator[_PlainLines | Iterator[CsvRow | Reje
     lineno = 2  # the file's line after the header
     offset = raw.tell()
     for block in whole_lines(iter(lambda: raw.read(_FEED_BYTES), b""), _FEED_BYTES):
-        if not _plain_lines(block):
+        if _plain_lines(block):
+            offset += len(block)
+            yield _PlainLines(block, lineno, offset, csv_shape(index, width))
+            lineno += block.count(b"\n")
+            continue
+        rows = _BlockRows(block)
+        read = list(csv_records(rows, index, width, lineno - 1))
+        if not rows.whole:
             # The csv module reads on from this block's first line, a row's first.
             raw.seek(offset)
             text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
@@ -685,8 +695,45 @@ def _csv_pieces(raw: IO[bytes]) -> Iterator[_PlainLines | Iterator[CsvRow | Reje
                 text.detach()
             return
         offset += len(block)
-        yield _PlainLines(block, lineno, offset, csv_shape(index, width))
-        lineno += block.count(b"\n")
+        yield iter(read)
+        lineno += rows.lines
+
+
+class _BlockRows:
+    """A block's rows as the csv module reads them (a csv reader, for ``csv_records``),
+    and whether the block holds them whole: its last row ends with it, and the csv
+    module refused none of its lines. The file's reader would then start a row where
+    the block ends, as the next block's reading does.
+
+    Told by a mark after the block's text, on a line of its own: a lone high surrogate,
+    which no text read with surrogateescape holds. It is read as a row of its own
+    exactly when the block's last row has ended."""
+
+    _MARK = "\ud800"
+
+    def __init__(self, block: bytes) -> None:
+        text = block.decode("utf-8", "surrogateescape") + self._MARK + "\n"
+        self._reader = csv.reader(io.StringIO(text, newline=""))
+        self.whole = False
+        self.lines = 0  # the block's lines as the csv module counts them, once whole
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self) -> _BlockRows:
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            row = next(self._reader)
+        except csv.Error:
+            raise StopIteration from None  # not whole: the file's reader takes it
+        if row == [self._MARK]:
+            self.whole = True
+            self.lines = self._reader.line_num - 1
+            raise StopIteration
+        return row
 
 
 def _plain_lines(block: bytes) -> bool:
