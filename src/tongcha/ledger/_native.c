@@ -1100,10 +1100,16 @@ static PyObject *csv_simple(PyObject *module, PyObject *arg) {
 
 /* Where each line of ``block`` that ends in a newline starts and ends (past its
  * newline), and its job as ``tell`` tells it, written into the three int64 buffers
- * given; the number of lines, or NULL with an error. The buffers are released. */
+ * given; the number of lines, or NULL with an error: a ValueError saying ``invalid``
+ * when the caller found its arguments so (NULL when they are not). The buffers are
+ * released. */
 static PyObject *lines_and_jobs(Py_buffer *block, Py_buffer *job, Py_buffer *starts, Py_buffer *ends, TellJob tell,
-                                const JobRule *rule) {
+                                const JobRule *rule, const char *invalid) {
     PyObject *result = NULL;
+    if (invalid != NULL) {
+        PyErr_SetString(PyExc_ValueError, invalid);
+        goto done;
+    }
     Py_ssize_t room = job->len;
     if (starts->len < room) room = starts->len;
     if (ends->len < room) room = ends->len;
@@ -1143,15 +1149,8 @@ static PyObject *line_jobs(PyObject *module, PyObject *args) {
     JobRule rule = {0};
     if (!PyArg_ParseTuple(args, "y*LLw*w*w*", &block, &rule.jobs, &rule.partitions, &job, &starts, &ends))
         return NULL;
-    if (rule.jobs < 1 || rule.partitions < 1) {
-        PyErr_SetString(PyExc_ValueError, "jobs and partitions: at least one");
-        PyBuffer_Release(&block);
-        PyBuffer_Release(&job);
-        PyBuffer_Release(&starts);
-        PyBuffer_Release(&ends);
-        return NULL;
-    }
-    return lines_and_jobs(&block, &job, &starts, &ends, line_job, &rule);
+    const char *invalid = rule.jobs < 1 || rule.partitions < 1 ? "jobs and partitions: at least one" : NULL;
+    return lines_and_jobs(&block, &job, &starts, &ends, line_job, &rule, invalid);
 }
 
 /* csv_line_jobs(block, column, width, jobs, partitions, job, starts, ends) -> lines:
@@ -1162,15 +1161,10 @@ static PyObject *csv_line_jobs(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nnLLw*w*w*", &block, &rule.column, &rule.width, &rule.jobs, &rule.partitions, &job,
                           &starts, &ends))
         return NULL;
-    if (rule.jobs < 1 || rule.partitions < 1 || rule.column < 0 || rule.width <= rule.column) {
-        PyErr_SetString(PyExc_ValueError, "jobs and partitions: at least one; column: one of the width's");
-        PyBuffer_Release(&block);
-        PyBuffer_Release(&job);
-        PyBuffer_Release(&starts);
-        PyBuffer_Release(&ends);
-        return NULL;
-    }
-    return lines_and_jobs(&block, &job, &starts, &ends, csv_line_job, &rule);
+    const char *invalid = rule.jobs < 1 || rule.partitions < 1 || rule.column < 0 || rule.width <= rule.column
+                              ? "jobs and partitions: at least one; column: one of the width's"
+                              : NULL;
+    return lines_and_jobs(&block, &job, &starts, &ends, csv_line_job, &rule, invalid);
 }
 
 static PyMethodDef module_methods[] = {
