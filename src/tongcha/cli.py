@@ -602,20 +602,18 @@ def ledger_import(
     ] = "utf-8",
 ) -> None:
     """Load lifecycle events from a file; safe to re-run (duplicates are skipped)."""
-    import codecs
-
     from tongcha.ledger.importer import (
-        UTF8,
         ImportFailed,
         ImportTotals,
         import_file,
         import_jobs,
+        is_utf8,
         looks_utf8,
         utf8_copy,
     )
 
     try:
-        utf8 = codecs.lookup(encoding).name in UTF8
+        utf8 = is_utf8(encoding)
     except LookupError:
         err.print(f"unknown encoding: {encoding} (try gb18030 or utf-8)", style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None

@@ -113,7 +113,10 @@ class ImportTotals:
         return sorted(((rule, n, reasons) for rule, (n, reasons) in grouped.items()), key=lambda r: -r[1])
 
 
-UTF8 = ("utf-8", "utf-8-sig")
+def is_utf8(encoding: str) -> bool:
+    """Whether ``encoding`` is UTF-8, by any of Python's names for it (a byte order mark
+    or not); ``LookupError`` when Python knows no such encoding."""
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
 
 
 @contextmanager
@@ -124,7 +127,7 @@ def utf8_copy(path: Path, encoding: str) -> Iterator[Path]:
     (its extension still tells the format), gone after the block. A byte ``encoding``
     cannot read stays as it was: its event is refused as not UTF-8, like any other.
     ``LookupError`` when Python knows no such encoding."""
-    if codecs.lookup(encoding).name in UTF8:
+    if is_utf8(encoding):
         yield path
         return
     decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
@@ -675,12 +678,13 @@ def _csv_pieces(raw: IO[bytes]) -> Iterator[_PlainLines | Iterator[CsvRow | Reje
         yield iter([shape])
         return
     index, width = shape
+    plain = csv_shape(index, width)
     lineno = 2  # the file's line after the header
     offset = raw.tell()
     for block in whole_lines(iter(lambda: raw.read(_FEED_BYTES), b""), _FEED_BYTES):
         if _plain_lines(block):
             offset += len(block)
-            yield _PlainLines(block, lineno, offset, csv_shape(index, width))
+            yield _PlainLines(block, lineno, offset, plain)
             lineno += block.count(b"\n")
             continue
         rows = _BlockRows(block)

@@ -392,8 +392,9 @@ def replace_states(session: Session, states: Sequence[NumberState], known: set[i
         for part in _chunks(stale, 10_000):
             session.execute(_DROP_STATES, {"nums": ",".join(map(str, part))})
     elif stale:
-        session.execute(delete(Tenure).where(Tenure.number.in_(_sqlite_items(stale))))
-        session.execute(delete(LedgerNumber).where(LedgerNumber.number.in_(_sqlite_items(stale))))
+        listed = _sqlite_items(stale)
+        session.execute(delete(Tenure).where(Tenure.number.in_(listed)))
+        session.execute(delete(LedgerNumber).where(LedgerNumber.number.in_(listed)))
     tenures = [t for state in states for t in state.tenures]
     numbers = [state.number for state in states for _ in state.tenures]
     _bulk_of(session, Tenure, tenures, {"number": numbers, **_TENURE_SOURCES, "revision": revision})
